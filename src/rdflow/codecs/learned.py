@@ -1,0 +1,232 @@
+"""Learned image codecs from CompressAI's zoo, coding real bitstreams.
+
+The container is rdflow's own minimal header followed by CompressAI's entropy-coded strings:
+
+    uint16 height, uint16 width          original image size (before padding)
+    uint16 latent_h, uint16 latent_w     the ``shape`` returned by ``model.compress``
+    uint8  n                             number of strings
+    uint32 len[0..n-2]                   lengths of all strings but the last
+    bytes  strings                       concatenated
+
+All integers are big-endian. Every byte of the file counts in bpp; ``header_bytes`` reports
+the container's share so results can be compared with CompressAI's ``eval_model`` (which
+counts only the strings).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import RdflowError
+from .base import Codec, register
+
+#: quality range of each zoo architecture (checked against compressai.zoo.image.cfgs in tests);
+#: kept here so that config validation does not import torch.
+ARCH_QUALITIES: dict[str, tuple[int, int]] = {
+    "bmshj2018-factorized": (1, 8),
+    "bmshj2018-factorized-relu": (1, 8),
+    "bmshj2018-hyperprior": (1, 8),
+    "mbt2018-mean": (1, 8),
+    "mbt2018": (1, 8),
+    "cheng2020-anchor": (1, 6),
+    "cheng2020-attn": (1, 6),
+}
+#: zoo metrics CompressAI publishes weights for
+ZOO_METRICS = ("mse", "ms-ssim")
+PAD_MULTIPLE = 64  # 6 strided (de)convolutions of stride 2
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RdflowError(
+            "config key device is 'cuda' but torch sees no CUDA device on this machine: "
+            "set device: auto (uses the GPU when there is one) or device: cpu"
+        )
+    return device
+
+
+def zoo_url(architecture: str, metric: str, quality: int) -> str:
+    """The CompressAI zoo URL of pretrained weights (read from compressai, not copied)."""
+    from compressai.zoo.image import model_urls
+
+    try:
+        return model_urls[architecture][metric][quality]
+    except KeyError:
+        raise RdflowError(
+            f"CompressAI publishes no pretrained weights for {architecture} metric={metric} "
+            f"quality={quality}: use weights: checkpoint or weights: random"
+        ) from None
+
+
+def zoo_filename(architecture: str, metric: str, quality: int) -> str:
+    return zoo_url(architecture, metric, quality).rsplit("/", 1)[1]
+
+
+def zoo_hash_prefix(filename: str) -> str | None:
+    """The SHA-256 prefix a torch-hub style file name carries (``name-<sha256 prefix>.ext``)."""
+    import re
+
+    m = re.search(r"-([a-f0-9]{6,})\.", filename)
+    return m.group(1) if m else None
+
+
+def _unwrap_state_dict(obj):
+    for key in ("network", "state_dict", "model_state_dict"):
+        if isinstance(obj, dict) and key in obj:
+            obj = obj[key]
+    return obj
+
+
+def load_model(architecture: str, quality: int, weights: str, *, path: str | None = None,
+               seed: int = 0, device: str = "cpu"):
+    """Build a CompressAI model in eval mode.
+
+    weights: ``pretrained`` (zoo file at ``path``), ``checkpoint`` (a state dict at ``path``,
+    loaded with the architecture's ``from_state_dict`` and ``update(force=True)`` as
+    CompressAI's eval_model does) or ``random`` (seeded init, then ``update(force=True)``).
+    """
+    import torch
+    from compressai.zoo.image import cfgs, model_architectures
+    from compressai.zoo.pretrained import load_pretrained
+
+    if architecture not in model_architectures:
+        raise RdflowError(
+            f"unknown architecture {architecture!r}; known: {', '.join(sorted(model_architectures))}"
+        )
+    cls = model_architectures[architecture]
+    if weights == "random":
+        torch.manual_seed(seed)
+        net = cls(*cfgs[architecture][quality])
+        net.update(force=True)
+    elif weights in ("pretrained", "checkpoint"):
+        if path is None or not Path(path).is_file():
+            raise RdflowError(f"weights file {path} for {architecture} q{quality} does not exist")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # corrupt or not a torch file
+            raise RdflowError(
+                f"cannot load weights {path} for {architecture} q{quality}: {exc}. "
+                "Delete the file and rerun to download it again, or fix the checkpoint path"
+            ) from None
+        state = _unwrap_state_dict(obj)
+        try:
+            if weights == "pretrained":
+                net = cls.from_state_dict(load_pretrained(state))
+            else:
+                net = cls.from_state_dict(state)
+                net.update(force=True)
+        except Exception as exc:
+            raise RdflowError(
+                f"weights {path} do not fit architecture {architecture} (quality {quality}): {exc}"
+            ) from None
+    else:
+        raise RdflowError(f"unknown weights source {weights!r}; use pretrained, checkpoint or random")
+    return net.eval().to(device)
+
+
+@register
+class Learned(Codec):
+    """A CompressAI zoo architecture. Options: architecture, metric, weights, weights_path, seed."""
+
+    kind = "learned"
+    quality_range = (1, 8)
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        import torch
+
+        o = spec.options
+        self.architecture = o["architecture"]
+        self.weights = o.get("weights", "pretrained")
+        self.device = resolve_device(spec.device)
+        self.net = load_model(
+            self.architecture, spec.quality, self.weights, path=o.get("weights_path"),
+            seed=int(o.get("seed", 0)), device=self.device,
+        )
+        self._torch = torch
+
+    # -- bitstream ------------------------------------------------------------------------
+    @staticmethod
+    def pack(height: int, width: int, shape, strings: list[bytes]) -> bytes:
+        if not (0 < height < 65536 and 0 < width < 65536):
+            raise ValueError(f"image size {height}x{width} does not fit the container")
+        head = struct.pack(">HHHHB", height, width, int(shape[0]), int(shape[1]), len(strings))
+        head += b"".join(struct.pack(">I", len(s)) for s in strings[:-1])
+        return head + b"".join(strings)
+
+    @staticmethod
+    def unpack(data: bytes):
+        if len(data) < 9:
+            raise RdflowError(f"bitstream too short ({len(data)} bytes) for rdflow's container")
+        height, width, sh, sw, n = struct.unpack_from(">HHHHB", data, 0)
+        off = 9
+        lens = list(struct.unpack_from(f">{n - 1}I", data, off)) if n > 1 else []
+        off += 4 * (n - 1)
+        strings = []
+        for ln in lens:
+            strings.append(data[off:off + ln])
+            off += ln
+        strings.append(data[off:])
+        if sum(len(s) for s in strings) != len(data) - (9 + 4 * (n - 1)):
+            raise RdflowError("bitstream is truncated")
+        return height, width, (sh, sw), strings
+
+    def header_bytes(self, data: bytes) -> int:
+        n = data[8]
+        return 9 + 4 * (n - 1)
+
+    # -- coding ---------------------------------------------------------------------------
+    def synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            self._torch.cuda.synchronize()
+
+    def encode(self, rgb: np.ndarray) -> bytes:
+        torch = self._torch
+        import torch.nn.functional as F
+        from compressai.ops import compute_padding
+
+        h, w = rgb.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+        x = x.to(self.device, torch.float32).div_(255.0)
+        pad, _ = compute_padding(h, w, min_div=PAD_MULTIPLE)
+        with torch.no_grad():
+            out = self.net.compress(F.pad(x, pad, mode="constant", value=0))
+        strings = [s[0] for s in out["strings"]]
+        data = self.pack(h, w, out["shape"], strings)
+        self.synchronize()
+        return data
+
+    def decode(self, data: bytes) -> np.ndarray:
+        torch = self._torch
+        import torch.nn.functional as F
+        from compressai.ops import compute_padding
+
+        h, w, shape, strings = self.unpack(data)
+        _, unpad = compute_padding(h, w, min_div=PAD_MULTIPLE)
+        with torch.no_grad():
+            out = self.net.decompress([[s] for s in strings], list(shape))
+            x_hat = F.pad(out["x_hat"], unpad)
+            rgb = x_hat[0].mul(255.0).clamp_(0, 255).round_().to(torch.uint8)
+            rgb = rgb.permute(1, 2, 0).contiguous().cpu().numpy()
+        return rgb
+
+    def describe(self) -> dict:
+        import compressai
+
+        seed = self.spec.options.get("seed", 0)
+        label = f"random(seed={seed})" if self.weights == "random" else self.weights
+        return {
+            "encoder": f"compressai {compressai.__version__} {self.architecture}",
+            "architecture": self.architecture,
+            "train_metric": self.spec.options.get("metric", "mse"),
+            "weights": label,
+            "device": self.device,
+        }
