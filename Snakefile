@@ -1,0 +1,23 @@
+# rdflow: rate–distortion (and rate–accuracy, rate–cost) benchmarking of image and video codecs.
+# The Snakefile is only the entry point: one rule file per DAG stage, logic in src/rdflow.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/compress.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

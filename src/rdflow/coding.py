@@ -1,0 +1,107 @@
+"""One coding job: encode an image, write the bitstream, decode it from the file, measure.
+
+This is the unit of caching of the workflow: one (dataset, codec, quality, image) or one
+(sequence, codec, quality, frame). The row it writes is one line of the tidy CSV.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics as M
+from .codecs import CodecSpec, get_cached
+from .io import write_bytes, write_json
+
+log = logging.getLogger("rdflow.coding")
+
+
+@dataclass
+class Coded:
+    data: bytes
+    recon: np.ndarray
+    enc_s: float
+    dec_s: float
+
+
+def code(codec, rgb: np.ndarray, bitstream_path: str | Path | None = None) -> Coded:
+    """Encode, (write the bitstream atomically and read it back,) decode; time both halves.
+
+    Timings exclude file I/O; the codec synchronises the device before returning.
+    """
+    t0 = time.perf_counter()
+    data = codec.encode(rgb)
+    enc_s = time.perf_counter() - t0
+    if bitstream_path is not None:
+        write_bytes(bitstream_path, data)
+        data = Path(bitstream_path).read_bytes()  # decode what is on disk, every byte of it
+    t0 = time.perf_counter()
+    recon = codec.decode(data)
+    codec.synchronize()
+    dec_s = time.perf_counter() - t0
+    if recon.shape != rgb.shape or recon.dtype != np.uint8:
+        raise RuntimeError(
+            f"{codec.spec.name} decoded {recon.shape} {recon.dtype}, expected {rgb.shape} uint8"
+        )
+    return Coded(data, recon, enc_s, dec_s)
+
+
+def codec_spec(config: dict, codec: str, quality: int, weights_path: str | None = None) -> CodecSpec:
+    c = dict(config["codecs"][codec])
+    options = {k: v for k, v in c.items() if k not in ("kind", "qualities", "datasets")}
+    if weights_path:
+        options["weights_path"] = str(weights_path)
+    return CodecSpec(name=codec, kind=c["kind"], quality=int(quality), options=options,
+                     device=config.get("device", "auto"))
+
+
+def row_for(codec, coded: Coded, rgb: np.ndarray, metric_names: list[str]) -> dict:
+    h, w = rgb.shape[:2]
+    n_bytes = len(coded.data)
+    row = {
+        "height": h,
+        "width": w,
+        "bytes": n_bytes,
+        "header_bytes": codec.header_bytes(coded.data),
+        "bpp": n_bytes * 8.0 / (h * w),
+    }
+    row.update(M.compute(rgb, coded.recon, metric_names))
+    row.update({"enc_s": coded.enc_s, "dec_s": coded.dec_s})
+    return row
+
+
+def image_job(*, config: dict, dataset: str, image: str, codec: str, quality: int,
+              image_path: str, bitstream: str, out_json: str, weights_path: str | None = None,
+              sha256: str | None = None, threads: int = 1) -> dict:
+    """Code one image with one codec operating point and write its bitstream and JSON row."""
+    from .datasets import read_image
+    from .download import verify
+
+    spec = codec_spec(config, codec, quality, weights_path)
+    if sha256:
+        verify(image_path, sha256, what=f"image {image} of dataset {dataset}")
+    img = read_image(image_path)
+    if spec.kind == "learned":
+        from .runtime import set_torch_threads
+
+        threads = set_torch_threads(threads)
+    c = get_cached(spec)
+    log.info("coding %s/%s with %s q%s on %s", dataset, image, codec, quality, spec.device)
+    coded = code(c, img.rgb, bitstream)
+    row = {"dataset": dataset, "codec": codec, "quality": int(quality), "image": image}
+    row.update(row_for(c, coded, img.rgb, config.get("metrics", ["psnr_rgb", "ms_ssim"])))
+    row.update({"source_mode": img.source_mode, "threads": threads, "kind": spec.kind})
+    row.setdefault("device", "cpu")
+    row.update(c.describe())
+    for k, v in list(row.items()):
+        if isinstance(v, float) and math.isinf(v):
+            log.warning("%s is infinite for %s (lossless reconstruction)", k, image)
+    write_json(out_json, row)
+    log.info("bpp=%.4f psnr_rgb=%.3f enc_s=%.3f dec_s=%.3f", row["bpp"], row.get("psnr_rgb", math.nan),
+             row["enc_s"], row["dec_s"])
+    return row

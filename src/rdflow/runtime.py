@@ -1,0 +1,73 @@
+"""Job runtime helpers: per-job log files for in-process jobs, and torch thread settings.
+
+rdflow's coding rules are ``run:`` jobs that Snakemake executes in threads of its own process
+(``force-use-threads`` in profiles/default), so that torch and CompressAI are imported once per
+workflow run instead of once per image. Each job still gets its own ``log:`` file: the handler
+installed here only takes records emitted by the job's own thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Iterator
+
+_threads_lock = threading.Lock()
+
+
+class _ThreadFilter(logging.Filter):
+    def __init__(self, ident: int):
+        super().__init__()
+        self.ident = ident
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread == self.ident
+
+
+@contextlib.contextmanager
+def job_log(path: str | Path | None, name: str = "rdflow") -> Iterator[logging.Logger]:
+    """Send this thread's ``rdflow`` log records to ``path`` while the block runs.
+
+    An exception is logged with its traceback before it propagates, so the log explains a
+    failed job.
+    """
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if path is None:
+        yield logger
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_ThreadFilter(threading.get_ident()))
+    logging.getLogger().addHandler(handler)
+    t0 = time.perf_counter()
+    try:
+        yield logger
+        logger.info("done in %.2f s", time.perf_counter() - t0)
+    except BaseException as exc:
+        logger.error("failed: %s\n%s", exc, traceback.format_exc())
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def set_torch_threads(n: int) -> int:
+    """Set torch's intra-op threads (process-wide) to ``n``; returns the value in force.
+
+    All coding jobs of a run declare the same ``threads``, so setting it from every job is
+    consistent. Torch is only imported if it already is or when a learned codec needs it.
+    """
+    import torch
+
+    n = max(1, int(n))
+    with _threads_lock:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+        return torch.get_num_threads()

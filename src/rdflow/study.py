@@ -1,0 +1,45 @@
+"""The study's targets: which output files a config asks for (used by the Snakefile)."""
+
+from __future__ import annotations
+
+from .config import codec_applies, dataset_images
+
+
+def image_rows(config: dict, dataset: str) -> list[str]:
+    images = dataset_images(config, dataset)
+    out = []
+    for codec, c in sorted(config["codecs"].items()):
+        if not codec_applies(config, codec, dataset):
+            continue
+        for q in c["qualities"]:
+            for image in images:
+                out.append(f"results/image/{dataset}/{codec}/q{q}/{image}.json")
+    return out
+
+
+def image_targets(config: dict) -> list[str]:
+    out = []
+    for dataset in sorted(config.get("datasets") or {}):
+        out += [f"results/image_rd_{dataset}.csv", f"results/image_rd_{dataset}_summary.csv"]
+        for y in ("psnr_rgb", "ms_ssim_db"):
+            if y == "ms_ssim_db" and "ms_ssim" not in config.get("metrics", []):
+                continue
+            out += [f"results/figures/image_rd_{dataset}_{y}.{ext}" for ext in ("png", "pdf")]
+    return out
+
+
+def download_targets(config: dict) -> list[str]:
+    """Every file the study fetches from the network (datasets, weights), nothing else."""
+    from .weights import is_url, weights_file
+
+    out = []
+    for dataset, d in sorted((config.get("datasets") or {}).items()):
+        if d["kind"] == "kodak":
+            out += [f"resources/datasets/{dataset}/{i}.png" for i in dataset_images(config, dataset)]
+    for codec, c in sorted(config["codecs"].items()):
+        if c["kind"] != "learned" or c.get("weights", "pretrained") == "random":
+            continue
+        if c.get("weights", "pretrained") == "checkpoint" and not is_url(c["checkpoint"]):
+            continue
+        out += [weights_file(config, codec, q) for q in c["qualities"]]
+    return out

@@ -1,0 +1,50 @@
+# Stage: aggregation and figures. Tidy per-item CSVs, per-(codec, quality) summaries, RD plots.
+
+
+rule aggregate_image:
+    input:
+        rows=lambda wc: study.image_rows(config, wc.dataset),
+    output:
+        csv=report(
+            "results/image_rd_{dataset}.csv",
+            caption="../report/image_rd_csv.rst",
+            category="Image",
+            subcategory="{dataset}",
+        ),
+        summary=report(
+            "results/image_rd_{dataset}_summary.csv",
+            caption="../report/image_rd_summary.rst",
+            category="Image",
+            subcategory="{dataset}",
+        ),
+    log:
+        "logs/aggregate_image/{dataset}.log",
+    run:
+        from rdflow.aggregate import write_tables
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            write_tables(input.rows, output.csv, output.summary)
+
+
+rule plot_image_rd:
+    input:
+        summary="results/image_rd_{dataset}_summary.csv",
+    output:
+        png=report(
+            "results/figures/image_rd_{dataset}_{metric}.png",
+            caption="../report/image_rd_plot.rst",
+            category="Image",
+            subcategory="{dataset}",
+        ),
+        pdf="results/figures/image_rd_{dataset}_{metric}.pdf",
+    wildcard_constraints:
+        metric="psnr_rgb|ms_ssim_db",
+    log:
+        "logs/plot_image_rd/{dataset}_{metric}.log",
+    run:
+        from rdflow.runtime import job_log
+        from rdflow.plots import plot_image_rd
+
+        with job_log(log[0]):
+            plot_image_rd(config, wildcards.dataset, wildcards.metric, input.summary, [output.png, output.pdf])

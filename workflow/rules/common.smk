@@ -1,0 +1,57 @@
+# Shared helpers: config validation, wildcard constraints, input functions, final targets.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rdflow importable without install too
+
+import rdflow.config
+from rdflow import study
+from rdflow.datasets import KODAK_SHA256
+from rdflow.weights import weights_file
+
+rdflow.config.validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+
+DATASETS = sorted(config["datasets"])
+CODECS = sorted(config["codecs"])
+IMAGES = {d: rdflow.config.dataset_images(config, d) for d in DATASETS}
+
+
+def _alternatives(names):
+    import re
+
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+wildcard_constraints:
+    dataset=_alternatives(DATASETS),
+    codec=_alternatives(CODECS),
+    quality=r"\d+",
+    image=r"[^/]+",
+
+
+def all_targets():
+    return study.image_targets(config)
+
+
+def image_input(wc):
+    """The file a coding job reads: the downloaded copy, or the local dataset's own file."""
+    d = config["datasets"][wc.dataset]
+    if d["kind"] == "kodak":
+        return f"resources/datasets/{wc.dataset}/{wc.image}.png"
+    return IMAGES[wc.dataset][wc.image]
+
+
+def image_sha256(wc):
+    d = config["datasets"][wc.dataset]
+    return KODAK_SHA256[wc.image] if d["kind"] == "kodak" else None
+
+
+def weights_input(wc):
+    w = weights_file(config, wc.codec, wc.quality)
+    return [w] if w else []
+
+
+def gpu_for_codec(wc):
+    """GPU rules declare resources: gpu=1 (learned codecs when a GPU may be used)."""
+    c = config["codecs"][wc.codec]
+    return int(c["kind"] == "learned" and config["device"] != "cpu")

@@ -1,0 +1,39 @@
+# Stage: compression. One job per (dataset, codec, quality, image): the unit of caching.
+# run: jobs execute in threads of the Snakemake process (profiles/default: force-use-threads),
+# so torch and CompressAI are imported once and each model is loaded once per run (README).
+
+
+rule compress_image:
+    input:
+        image=image_input,
+        weights=weights_input,
+    output:
+        bitstream="results/image/{dataset}/{codec}/q{quality}/{image}.bin",
+        row="results/image/{dataset}/{codec}/q{quality}/{image}.json",
+    log:
+        "logs/compress_image/{dataset}/{codec}/q{quality}/{image}.log",
+    benchmark:
+        "benchmarks/compress_image/{dataset}/{codec}/q{quality}/{image}.tsv"
+    params:
+        sha256=image_sha256,
+    threads: 1
+    resources:
+        gpu=gpu_for_codec,
+    run:
+        from rdflow.coding import image_job
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            image_job(
+                config=config,
+                dataset=wildcards.dataset,
+                image=wildcards.image,
+                codec=wildcards.codec,
+                quality=int(wildcards.quality),
+                image_path=input.image,
+                bitstream=output.bitstream,
+                out_json=output.row,
+                weights_path=input.weights[0] if input.weights else None,
+                sha256=params.sha256,
+                threads=threads,
+            )

@@ -1,0 +1,55 @@
+# Stage: download. Datasets and weights, verified and placed atomically (rdflow.download).
+
+
+rule download:
+    """Fetch everything the study needs from the network, and nothing else (for login nodes)."""
+    input:
+        study.download_targets(config),
+
+
+rule download_kodak_image:
+    output:
+        "resources/datasets/{dataset}/{image}.png",
+    params:
+        url=lambda wc: config["datasets"][wc.dataset]["base_url"].rstrip("/") + f"/{wc.image}.png",
+        sha256=image_sha256,
+    log:
+        "logs/download/{dataset}/{image}.log",
+    run:
+        from rdflow.download import fetch
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            fetch(params.url, output[0], sha256=params.sha256)
+
+
+rule download_zoo_weights:
+    output:
+        "resources/weights/zoo/{architecture}/{metric}/q{quality}.pth.tar",
+    log:
+        "logs/download/weights/{architecture}_{metric}_q{quality}.log",
+    run:
+        from rdflow.runtime import job_log
+        from rdflow.weights import fetch_zoo
+
+        with job_log(log[0]):
+            fetch_zoo(
+                wildcards.architecture,
+                wildcards.metric,
+                int(wildcards.quality),
+                output[0],
+                config["weights"]["base_url"],
+            )
+
+
+rule download_checkpoint:
+    output:
+        "resources/weights/checkpoints/{codec}/q{quality}.pth.tar",
+    log:
+        "logs/download/checkpoints/{codec}_q{quality}.log",
+    run:
+        from rdflow.runtime import job_log
+        from rdflow.weights import fetch_checkpoint
+
+        with job_log(log[0]):
+            fetch_checkpoint(config, wildcards.codec, int(wildcards.quality), output[0])
