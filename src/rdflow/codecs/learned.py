@@ -28,7 +28,6 @@ from .base import Codec, register
 #: kept here so that config validation does not import torch.
 ARCH_QUALITIES: dict[str, tuple[int, int]] = {
     "bmshj2018-factorized": (1, 8),
-    "bmshj2018-factorized-relu": (1, 8),
     "bmshj2018-hyperprior": (1, 8),
     "mbt2018-mean": (1, 8),
     "mbt2018": (1, 8),

@@ -1,0 +1,293 @@
+"""rdflow.profiling: timing, peak memory, MACs, and the complexity study."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from rdflow import RdflowError, profiling
+from rdflow.codecs import CODECS, CodecSpec
+from rdflow.codecs.pillow import Jpeg
+
+JPEG = CodecSpec("jpeg", "jpeg", 75)
+FACTORIZED = CodecSpec("bmshj-f", "learned", 1,
+                       {"architecture": "bmshj2018-factorized", "weights": "random", "seed": 0})
+
+
+def test_import_is_cheap():
+    code = "import sys, rdflow.profiling; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- timing -----------------------------------------------------------------------------------
+def test_time_calls_excludes_warmup():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.3 if len(calls) == 1 else 0.01)
+        return len(calls)
+
+    syncs = []
+    t = profiling.time_calls(fn, warmup=1, repeats=5, sync=lambda: syncs.append(1))
+    assert len(calls) == 6 and len(t.samples) == 5 and len(t.cpu_samples) == 5
+    assert t.value == 6  # the last call's value
+    assert 0.009 <= t.median < 0.05, t.samples
+    assert t.max < 0.2  # the 0.3 s warm-up is in no sample
+    assert t.min <= t.p25 <= t.median <= t.p75 <= t.max
+    assert t.iqr == pytest.approx(t.p75 - t.p25)
+    assert t.cpu_time < 0.01  # sleeping costs no CPU
+    assert len(syncs) == 10  # before each start and before each stop
+
+
+def test_time_calls_cpu_time_counts_work():
+    def spin():
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.02:
+            pass
+
+    t = profiling.time_calls(spin, warmup=0, repeats=3)
+    assert t.cpu_time >= 0.019
+
+
+@pytest.mark.parametrize("kw", [{"repeats": 0}, {"warmup": -1}])
+def test_time_calls_rejects_bad_counts(kw):
+    with pytest.raises(ValueError):
+        profiling.time_calls(lambda: None, **kw)
+
+
+# -- memory -----------------------------------------------------------------------------------
+def _allocate_200mib(hold: float = 0.0):
+    a = np.ones(200 * 2**20, dtype=np.uint8)  # np.ones writes every page: resident
+    if hold:
+        time.sleep(hold)
+    return int(a[-1])
+
+
+def test_peak_rss_sees_known_allocation():
+    value, m = profiling.peak_rss_mb(_allocate_200mib)
+    assert value == 1
+    if m.method != "hwm":
+        pytest.skip("/proc/self/clear_refs is not writable here; the sampling test covers the fallback")
+    # 200 MiB = 209.7 MB; the kernel's RSS counters are batched per CPU (a few hundred KiB
+    # stale at most), so the delta is 200 MiB give or take that slack, and well above 200 MB.
+    assert m.delta_mb * profiling.MIB >= 200e6 and m.delta_mb >= 199, (m.base_mb, m.peak_mb)
+    assert m.delta_mb < 260
+    # per measurement: a second, empty measurement does not see the first one's peak
+    _, m2 = profiling.peak_rss_mb(lambda: None)
+    assert m2.delta_mb < 20, (m2.base_mb, m2.peak_mb)
+
+
+def test_peak_rss_sampling_fallback(monkeypatch):
+    monkeypatch.setattr(profiling, "_reset_hwm", lambda: False)
+    _, m = profiling.peak_rss_mb(_allocate_200mib, 0.15)
+    assert m.method == "sampling"
+    assert m.delta_mb >= 199, (m.base_mb, m.peak_mb)
+    with pytest.raises(RdflowError, match="clear_refs"):
+        profiling.peak_rss_mb(lambda: None, method="hwm")
+
+
+def test_gpu_peak_is_none_on_cpu():
+    assert profiling.gpu_peak(lambda: 7, device="cpu") == (7, None)
+
+
+def test_gpu_peak_reads_cuda_peaks(monkeypatch):
+    import torch
+
+    events = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: events.append("sync"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d=None: events.append("reset"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d=None: 300 * 2**20)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda d=None: 512 * 2**20)
+    value, peak = profiling.gpu_peak(lambda: events.append("run") or 3, device="cuda:0")
+    assert value == 3
+    assert events == ["sync", "reset", "run", "sync"]
+    assert peak == profiling.GpuPeakResult(300.0, 512.0)
+
+
+# -- MACs -------------------------------------------------------------------------------------
+def test_count_macs_conv_closed_form():
+    import torch
+
+    conv = torch.nn.Conv2d(3, 16, 5, stride=2, padding=2)
+    x = torch.randn(1, 3, 40, 30)
+    h_out, w_out = 20, 15
+    assert profiling.count_macs(conv, x) == 16 * 3 * 5 * 5 * h_out * w_out
+    deconv = torch.nn.ConvTranspose2d(16, 3, 5, stride=2, padding=2, output_padding=1)
+    y = torch.randn(1, 16, 8, 8)  # transposed: every input position meets Cout*k*k weights
+    assert profiling.count_macs(deconv, y) == 16 * 3 * 5 * 5 * 8 * 8
+    a, b = torch.randn(4, 5), torch.randn(5, 6)
+    assert profiling.count_macs(torch.matmul, (a, b)) == 4 * 5 * 6
+
+
+def test_model_size():
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(2, 2))
+    params, nbytes = profiling.model_size(net)
+    assert params == 4 * 3 * 9 + 4 + 2 * 2 + 2
+    assert nbytes > params * 4  # float32 weights plus pickle framing
+
+
+# -- inputs -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("value,expected", [("1920x1080", (1920, 1080)), ("768 X 512", (768, 512)),
+                                            ([640, 360], (640, 360)), (256, (256, 256))])
+def test_parse_resolution(value, expected):
+    assert profiling.parse_resolution(value) == expected
+
+
+@pytest.mark.parametrize("value", ["abc", "0x10", "-5x5", "12x", "1.5x2", [1], [0, 4], True, 0, None])
+def test_parse_resolution_rejects(value):
+    with pytest.raises(RdflowError, match="complexity.resolutions"):
+        profiling.parse_resolution(value)
+
+
+def test_fit_image_crops_and_pads():
+    img = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    assert np.array_equal(profiling.fit_image(img, 4, 2), img[2:4, 2:6])
+    big = profiling.fit_image(img, 20, 9)
+    assert big.shape == (9, 20, 3)
+    assert np.array_equal(big[1:7, 6:14], img)  # centred, mirrored around
+    with pytest.raises(RdflowError, match="HxWx3 uint8"):
+        profiling.fit_image(img.astype(np.float32), 4, 4)
+    with pytest.raises(RdflowError, match="does not exist"):
+        profiling.load_image("/nonexistent/kodim99.png")
+
+
+# -- the study --------------------------------------------------------------------------------
+def test_study_classical_rows_and_csv(tmp_path):
+    rows = profiling.complexity_study([JPEG], ["64x48", 32], device=None, repeats=2)
+    assert [(r["width"], r["height"]) for r in rows] == [(64, 48), (32, 32)]
+    for r in rows:
+        assert set(r) == set(profiling.COLUMNS)
+        assert r["status"] == "ok" and r["error"] == ""
+        assert r["device"] == "cpu" and r["repeats"] == 2 and r["source"] == "synthetic"
+        assert 0 < r["enc_s_median"] < 1 and 0 < r["dec_s_median"] < 1
+        assert r["enc_s_p25"] <= r["enc_s_median"] <= r["enc_s_p75"]
+        assert r["bpp"] > 0 and r["max_rss_mb"] > 10
+        for k in ("params", "model_bytes", "enc_kmac_per_px", "dec_kmac_per_px", "enc_network_s",
+                  "max_vram_alloc_mb"):
+            assert math.isnan(r[k]), k  # classical codecs have no torch model; no GPU here
+    out = tmp_path / "results" / "complexity.csv"
+    profiling.write_complexity_csv(rows, out)
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert list(df.columns) == profiling.COLUMNS and len(df) == 2
+    paths = profiling.plot_complexity(df, tmp_path / "fig")
+    assert [p.name for p in paths] == ["complexity_bpp_time.png", "complexity_resolution.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+@pytest.mark.parametrize("exc", [MemoryError("cannot allocate 9 GiB"),
+                                 RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")])
+def test_study_failed_resolution_goes_on(monkeypatch, exc, tmp_path):
+    orig = Jpeg.encode
+
+    def encode(self, rgb):
+        if rgb.shape[1] == 128:
+            raise exc
+        return orig(self, rgb)
+
+    monkeypatch.setattr(Jpeg, "encode", encode)
+    rows = profiling.complexity_study([JPEG], [64, 128, "96x64"], device=None, repeats=1)
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    bad = rows[1]
+    assert bad["width"] == 128 and type(exc).__name__ in bad["error"] and str(exc) in bad["error"]
+    assert math.isnan(bad["enc_s_median"]) and math.isnan(bad["bpp"])
+    assert rows[2]["bpp"] > 0
+    # the figures leave the failed row out
+    assert len(profiling.plot_complexity(rows, tmp_path)) == 2
+
+
+def test_study_rejects_bad_inputs(monkeypatch):
+    with pytest.raises(RdflowError, match="complexity.repeats"):
+        profiling.complexity_study([JPEG], [64], repeats=0)
+    with pytest.raises(RdflowError, match="complexity.resolutions is empty"):
+        profiling.complexity_study([JPEG], [])
+    with pytest.raises(RdflowError, match="complexity.threads"):
+        profiling.complexity_study([JPEG], [64], threads=0)
+    with pytest.raises(RdflowError, match="unknown codec kind"):
+        profiling.complexity_study([CodecSpec("x", "no-such-kind", 1)], [64])
+    with pytest.raises(RdflowError, match="no successful complexity rows"):
+        profiling.plot_complexity([{"status": "failed", "width": 1, "height": 1}], "/tmp")
+
+
+def test_study_cuda_absent(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    spec = CodecSpec("f", "learned", 1, FACTORIZED.options)
+    with pytest.raises(RdflowError, match="no CUDA device"):
+        profiling.complexity_study([spec], [64], device="cuda", repeats=1)
+
+
+# -- isolation: a killed worker is a failed row -----------------------------------------------
+class _Killed(Jpeg):
+    """A codec whose encoder is killed by SIGKILL at width 128 (as by the OOM killer)."""
+
+    kind = "test-killed"
+
+    def encode(self, rgb):
+        if rgb.shape[1] == 128:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().encode(rgb)
+
+
+def _register_killed():
+    CODECS[_Killed.kind] = _Killed
+
+
+def test_study_isolated_survives_killed_worker(monkeypatch):
+    monkeypatch.setitem(CODECS, _Killed.kind, _Killed)
+    spec = CodecSpec("killed", _Killed.kind, 50)
+    rows = profiling.complexity_study([spec, JPEG], [64, 128, 32], device=None, repeats=1,
+                                      isolate=True, worker_init=_register_killed, macs=False)
+    assert [(r["codec"], r["width"], r["status"]) for r in rows] == [
+        ("killed", 64, "ok"), ("killed", 128, "failed"), ("killed", 32, "ok"),
+        ("jpeg", 64, "ok"), ("jpeg", 128, "ok"), ("jpeg", 32, "ok")]
+    assert "worker process died" in rows[1]["error"]
+
+
+# -- a real learned codec ---------------------------------------------------------------------
+def _factorized_macs(n: int, m: int, h: int, w: int) -> int:
+    """Closed-form MACs of bmshj2018-factorized's g_a (= g_s) at h x w: four 5x5 stride-2 convs
+    with a GDN (a 1x1 N->N convolution) after the first three."""
+    s = [(h // 2**i) * (w // 2**i) for i in range(1, 5)]
+    convs = 3 * n * 25 * s[0] + n * n * 25 * s[1] + n * n * 25 * s[2] + n * m * 25 * s[3]
+    gdns = n * n * (s[0] + s[1] + s[2])
+    return convs + gdns
+
+
+def test_learned_codec_complexity_factorized_64():
+    from compressai.zoo.image import cfgs
+
+    n, m = cfgs["bmshj2018-factorized"][1]
+    c = profiling.learned_codec_complexity("bmshj2018-factorized", 1, 64, 64, "cpu", weights="random")
+    closed = _factorized_macs(n, m, 64, 64) / (64 * 64) / 1e3
+    assert c["enc_kmac_per_px"] == pytest.approx(closed, rel=1e-12)
+    assert c["dec_kmac_per_px"] == pytest.approx(closed, rel=1e-12)  # g_s mirrors g_a
+    assert c["params"] > 2 * (3 * n * 25 + 2 * n * n * 25 + n * m * 25)
+    assert c["model_bytes"] > 4 * c["params"]
+    assert c["enc_network_s"] > 0 and c["enc_entropy_s"] > 0
+    assert c["dec_network_s"] > 0 and c["dec_entropy_s"] > 0
+    assert c["bpp"] > 0 and c["device"] == "cpu"
+
+
+def test_study_learned_factorized_64():
+    rows = profiling.complexity_study([FACTORIZED], [64], device="auto", repeats=2, threads=1)
+    (r,) = rows
+    assert r["status"] == "ok", r["error"]
+    assert r["device"] == "cpu" and r["threads"] == 1 and r["kind"] == "learned"
+    assert r["enc_kmac_per_px"] > 40 and r["dec_kmac_per_px"] > 40
+    assert r["params"] > 0 and r["model_bytes"] > 0
+    assert r["enc_network_s"] + r["enc_entropy_s"] <= r["enc_s_median"] * 3
+    assert r["cpu_time_s"] > 0 and r["max_rss_mb"] > 100 and r["bpp"] > 0
