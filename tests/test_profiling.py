@@ -228,6 +228,10 @@ def test_study_cuda_absent(monkeypatch):
     spec = CodecSpec("f", "learned", 1, FACTORIZED.options)
     with pytest.raises(RdflowError, match="no CUDA device"):
         profiling.complexity_study([spec], [64], device="cuda", repeats=1)
+    (row,) = profiling.complexity_study([spec], [64], device="auto", repeats=1, split_repeats=0,
+                                        macs=False)
+    assert row["status"] == "ok" and row["device"] == "cpu"
+    assert math.isnan(row["enc_network_s"]) and math.isnan(row["enc_kmac_per_px"])  # skipped
 
 
 # -- isolation: a killed worker is a failed row -----------------------------------------------
