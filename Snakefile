@@ -13,6 +13,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
+include: "workflow/rules/decode.smk"
 include: "workflow/rules/compress.smk"
 include: "workflow/rules/aggregate.smk"
 

@@ -105,3 +105,64 @@ def image_job(*, config: dict, dataset: str, image: str, codec: str, quality: in
     log.info("bpp=%.4f psnr_rgb=%.3f enc_s=%.3f dec_s=%.3f", row["bpp"], row.get("psnr_rgb", math.nan),
              row["enc_s"], row["dec_s"])
     return row
+
+
+def frame_job(*, config: dict, sequence: str, frame: int, codec: str, quality: int,
+              seq_path: str, bitstream: str, out_json: str, recon: str | None,
+              weights_path: str | None = None, threads: int = 1) -> dict:
+    """Code one frame of a sequence: YUV 4:2:0 -> RGB, encode, write, decode, measure.
+
+    psnr_rgb/ms_ssim compare the RGB frame with the 8-bit RGB reconstruction; psnr_y/u/v compare
+    the source planes with the reconstruction converted back to 4:2:0 with the sequence's own
+    matrix, range and chroma siting. The reconstruction is written as a PNG (a temp() output of
+    the rule) for the stages that need it (VMAF, detection).
+    """
+    from .sequences import probe_sequence
+    from .video import read_frame
+    from .yuv import psnr_yuv, rgb_to_yuv420, yuv420_to_rgb
+
+    seq = probe_sequence(config, sequence, seq_path)
+    conv = dict(matrix=seq.matrix, range=seq.range, chroma_loc=seq.chroma_loc)
+    planes = read_frame(seq, frame)
+    rgb = yuv420_to_rgb(*planes, **conv)
+    spec = codec_spec(config, codec, quality, weights_path)
+    if spec.kind == "learned":
+        from .runtime import set_torch_threads
+
+        threads = set_torch_threads(threads)
+    c = get_cached(spec)
+    log.info("coding %s frame %d with %s q%s on %s", sequence, frame, codec, quality, spec.device)
+    coded = code(c, rgb, bitstream)
+    row = {"sequence": sequence, "codec": codec, "quality": int(quality), "frame": int(frame)}
+    row.update(row_for(c, coded, rgb, config.get("metrics", ["psnr_rgb", "ms_ssim"])))
+    row.update(psnr_yuv(planes, rgb_to_yuv420(coded.recon, **conv)))
+    row.update({"threads": threads, "kind": spec.kind, "matrix": seq.matrix, "range": seq.range})
+    row.setdefault("device", "cpu")
+    row.update(c.describe())
+    if recon:
+        write_png(recon, coded.recon)
+    write_json(out_json, row)
+    log.info("bpp=%.4f psnr_rgb=%.3f psnr_y=%.3f", row["bpp"], row.get("psnr_rgb", math.nan), row["psnr_y"])
+    return row
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> None:
+    """Lossless 8-bit RGB PNG, fast compression (an intermediate, not an archive)."""
+    import cv2
+
+    from .io import atomic_path
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError(f"could not encode {path} as PNG")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(buf.tobytes())
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise RuntimeError(f"cannot read {path}")
+    return np.ascontiguousarray(bgr[..., ::-1])

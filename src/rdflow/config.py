@@ -72,6 +72,9 @@ def check(config: dict) -> None:
         for d in c.get("datasets", []) or []:
             if d not in datasets and d not in (config.get("sequences") or {}):
                 raise RdflowError(f"{where}.datasets names {d!r}, which is not in datasets")
+    from . import sequences
+
+    sequences.check(config)
     for name, d in datasets.items():
         where = f"datasets.{name}"
         if d["kind"] == "local":

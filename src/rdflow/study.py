@@ -28,6 +28,25 @@ def image_targets(config: dict) -> list[str]:
     return out
 
 
+def video_rows(config: dict, sequence: str) -> list[str]:
+    from .sequences import frames, video_codecs
+
+    fr = frames(config, sequence)
+    return [f"results/video/{sequence}/{codec}/q{q}/{f}.json"
+            for codec in video_codecs(config) for q in config["codecs"][codec]["qualities"] for f in fr]
+
+
+def video_targets(config: dict) -> list[str]:
+    from .sequences import sequences
+
+    out = []
+    for seq in sorted(sequences(config)):
+        out += [f"results/video_rd_{seq}.csv", f"results/video_rd_{seq}_summary.csv"]
+        metrics = ["psnr_rgb", "psnr_y"] + (["ms_ssim_db"] if "ms_ssim" in config.get("metrics", []) else [])
+        out += [f"results/figures/video_rd_{seq}_{m}.{ext}" for m in metrics for ext in ("png", "pdf")]
+    return out
+
+
 def download_targets(config: dict) -> list[str]:
     """Every file the study fetches from the network (datasets, weights), nothing else."""
     from .weights import is_url, weights_file
@@ -42,4 +61,9 @@ def download_targets(config: dict) -> list[str]:
         if c.get("weights", "pretrained") == "checkpoint" and not is_url(c["checkpoint"]):
             continue
         out += [weights_file(config, codec, q) for q in c["qualities"]]
-    return out
+    from .sequences import sequences
+
+    for name, s in sorted(sequences(config).items()):
+        if s["source"] == "uvg":
+            out.append(f"resources/video/{name}.7z")
+    return sorted(set(out))

@@ -48,3 +48,55 @@ rule plot_image_rd:
 
         with job_log(log[0]):
             plot_image_rd(config, wildcards.dataset, wildcards.metric, input.summary, [output.png, output.pdf])
+
+
+rule aggregate_video:
+    input:
+        rows=lambda wc: study.video_rows(config, wc.sequence),
+    output:
+        csv=report(
+            "results/video_rd_{sequence}.csv",
+            caption="../report/video_rd_csv.rst",
+            category="Video",
+            subcategory="{sequence}",
+        ),
+        summary=report(
+            "results/video_rd_{sequence}_summary.csv",
+            caption="../report/video_rd_summary.rst",
+            category="Video",
+            subcategory="{sequence}",
+        ),
+    log:
+        "logs/aggregate_video/{sequence}.log",
+    run:
+        from rdflow.aggregate import write_tables
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            write_tables(input.rows, output.csv, output.summary, group=("sequence", "codec", "quality"))
+
+
+rule plot_video_rd:
+    input:
+        summary="results/video_rd_{sequence}_summary.csv",
+    output:
+        png=report(
+            "results/figures/video_rd_{sequence}_{metric}.png",
+            caption="../report/video_rd_plot.rst",
+            category="Video",
+            subcategory="{sequence}",
+        ),
+        pdf="results/figures/video_rd_{sequence}_{metric}.pdf",
+    wildcard_constraints:
+        metric="psnr_rgb|psnr_y|ms_ssim_db",
+    log:
+        "logs/plot_video_rd/{sequence}_{metric}.log",
+    run:
+        import pandas as pd
+        from rdflow.plots import LABELS, rd_curves
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            summary = pd.read_csv(input.summary)
+            title = f"{wildcards.sequence}: {LABELS.get(wildcards.metric, wildcards.metric)} vs rate"
+            rd_curves(summary, wildcards.metric, [output.png, output.pdf], title=title)

@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rdflow importable wit
 import rdflow.config
 from rdflow import study
 from rdflow.datasets import KODAK_SHA256
+from rdflow.sequences import sequence_path, sequences
 from rdflow.weights import weights_file
 
 rdflow.config.validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
@@ -14,6 +15,7 @@ rdflow.config.validate(config, Path(workflow.basedir) / "workflow/schemas/config
 DATASETS = sorted(config["datasets"])
 CODECS = sorted(config["codecs"])
 IMAGES = {d: rdflow.config.dataset_images(config, d) for d in DATASETS}
+SEQUENCES = sorted(sequences(config))
 
 
 def _alternatives(names):
@@ -27,10 +29,16 @@ wildcard_constraints:
     codec=_alternatives(CODECS),
     quality=r"\d+",
     image=r"[^/]+",
+    sequence=_alternatives(SEQUENCES),
+    frame=r"\d+",
 
 
 def all_targets():
-    return study.image_targets(config)
+    """Tables and figures, and every per-item result: a deleted item result is redone (with
+    its aggregation) even when the tables that used it are still there."""
+    rows = [r for d in DATASETS for r in study.image_rows(config, d)]
+    rows += [r for s in SEQUENCES for r in study.video_rows(config, s)]
+    return study.image_targets(config) + study.video_targets(config) + rows
 
 
 def image_input(wc):

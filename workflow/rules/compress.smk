@@ -37,3 +37,39 @@ rule compress_image:
                 sha256=params.sha256,
                 threads=threads,
             )
+
+
+rule compress_frame:
+    input:
+        yuv=lambda wc: sequence_path(config, wc.sequence),
+        probe="results/video/{sequence}/sequence.json",
+        weights=weights_input,
+    output:
+        bitstream="results/video/{sequence}/{codec}/q{quality}/{frame}.bin",
+        row="results/video/{sequence}/{codec}/q{quality}/{frame}.json",
+        recon=temp("results/video/{sequence}/{codec}/q{quality}/{frame}.png"),
+    log:
+        "logs/compress_frame/{sequence}/{codec}/q{quality}/{frame}.log",
+    benchmark:
+        "benchmarks/compress_frame/{sequence}/{codec}/q{quality}/{frame}.tsv"
+    threads: 1
+    resources:
+        gpu=gpu_for_codec,
+    run:
+        from rdflow.coding import frame_job
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            frame_job(
+                config=config,
+                sequence=wildcards.sequence,
+                frame=int(wildcards.frame),
+                codec=wildcards.codec,
+                quality=int(wildcards.quality),
+                seq_path=input.yuv,
+                bitstream=output.bitstream,
+                out_json=output.row,
+                recon=output.recon,
+                weights_path=input.weights[0] if input.weights else None,
+                threads=threads,
+            )

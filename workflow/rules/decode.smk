@@ -1,0 +1,52 @@
+# Stage: video sources and YUV decoding. UVG archives are downloaded and extracted; every sequence
+# is probed once (size, frame count, the frame selection checked) before its frames are coded.
+# Frames are read at their offset and converted YUV 4:2:0 -> RGB inside the coding jobs
+# (rdflow.video.read_frame, rdflow.yuv.yuv420_to_rgb): no per-frame copy of the source is stored.
+
+
+rule download_sequence:
+    output:
+        "resources/video/{sequence}.7z",
+    params:
+        url=lambda wc: config["video"]["sequences"][wc.sequence]["url"],
+        sha256=lambda wc: config["video"]["sequences"][wc.sequence]["sha256"],
+    log:
+        "logs/download/video/{sequence}.log",
+    run:
+        from rdflow.runtime import job_log
+        from rdflow.video import fetch_sequence
+
+        with job_log(log[0]):
+            fetch_sequence(params.url, output[0], sha256=params.sha256)
+
+
+rule extract_sequence:
+    input:
+        "resources/video/{sequence}.7z",
+    output:
+        "resources/video/{sequence}.yuv",
+    params:
+        member=lambda wc: config["video"]["sequences"][wc.sequence]["member"],
+    log:
+        "logs/extract/video/{sequence}.log",
+    run:
+        from rdflow.runtime import job_log
+        from rdflow.sequences import extract_member
+
+        with job_log(log[0]):
+            extract_member(input[0], output[0], params.member)
+
+
+rule probe_sequence:
+    input:
+        lambda wc: sequence_path(config, wc.sequence),
+    output:
+        "results/video/{sequence}/sequence.json",
+    log:
+        "logs/probe_sequence/{sequence}.log",
+    run:
+        from rdflow.runtime import job_log
+        from rdflow.sequences import write_probe
+
+        with job_log(log[0]):
+            write_probe(config, wildcards.sequence, input[0], output[0])
