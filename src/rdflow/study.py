@@ -67,3 +67,15 @@ def download_targets(config: dict) -> list[str]:
         if s["source"] == "uvg":
             out.append(f"resources/video/{name}.7z")
     return sorted(set(out))
+
+
+#: Final targets of the study, one function per stage: ``f(config) -> list[str]``. A stage
+#: (VMAF, detection, complexity, BD-rate, ...) adds its function here with one line.
+TARGET_FUNCTIONS = [image_targets, video_targets]
+
+
+def all_targets(config: dict) -> list[str]:
+    out = []
+    for f in TARGET_FUNCTIONS:
+        out += f(config)
+    return out

@@ -38,7 +38,7 @@ def all_targets():
     its aggregation) even when the tables that used it are still there."""
     rows = [r for d in DATASETS for r in study.image_rows(config, d)]
     rows += [r for s in SEQUENCES for r in study.video_rows(config, s)]
-    return study.image_targets(config) + study.video_targets(config) + rows
+    return study.all_targets(config) + rows
 
 
 def image_input(wc):
