@@ -76,9 +76,10 @@ def row_for(codec, coded: Coded, rgb: np.ndarray, metric_names: list[str]) -> di
 
 
 def image_job(*, config: dict, dataset: str, image: str, codec: str, quality: int,
-              image_path: str, bitstream: str, out_json: str, weights_path: str | None = None,
-              sha256: str | None = None, threads: int = 1) -> dict:
-    """Code one image with one codec operating point and write its bitstream and JSON row."""
+              image_path: str, bitstream: str, out_json: str, recon: str | None = None,
+              weights_path: str | None = None, sha256: str | None = None, threads: int = 1) -> dict:
+    """Code one image with one codec operating point; write its bitstream, JSON row and (for
+    later stages: VMAF, detection) the 8-bit reconstruction as a PNG."""
     from .datasets import read_image
     from .download import verify
 
@@ -101,6 +102,8 @@ def image_job(*, config: dict, dataset: str, image: str, codec: str, quality: in
     for k, v in list(row.items()):
         if isinstance(v, float) and math.isinf(v):
             log.warning("%s is infinite for %s (lossless reconstruction)", k, image)
+    if recon:
+        write_png(recon, coded.recon)
     write_json(out_json, row)
     log.info("bpp=%.4f psnr_rgb=%.3f enc_s=%.3f dec_s=%.3f", row["bpp"], row.get("psnr_rgb", math.nan),
              row["enc_s"], row["dec_s"])

@@ -10,6 +10,7 @@ rule compress_image:
     output:
         bitstream="results/image/{dataset}/{codec}/q{quality}/{image}.bin",
         row="results/image/{dataset}/{codec}/q{quality}/{image}.json",
+        recon=temp("results/image/{dataset}/{codec}/q{quality}/{image}.png"),
     log:
         "logs/compress_image/{dataset}/{codec}/q{quality}/{image}.log",
     benchmark:
@@ -33,6 +34,7 @@ rule compress_image:
                 image_path=input.image,
                 bitstream=output.bitstream,
                 out_json=output.row,
+                recon=output.recon,
                 weights_path=input.weights[0] if input.weights else None,
                 sha256=params.sha256,
                 threads=threads,
