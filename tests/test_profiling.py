@@ -215,6 +215,10 @@ def test_study_rejects_bad_inputs(monkeypatch):
         profiling.complexity_study([JPEG], [])
     with pytest.raises(RdflowError, match="complexity.threads"):
         profiling.complexity_study([JPEG], [64], threads=0)
+    with pytest.raises(RdflowError, match="HxWx3 uint8"):
+        profiling.complexity_study([JPEG], [64], image=np.zeros((8, 8), np.uint8))
+    with pytest.raises(RdflowError, match="complexity.image"):
+        profiling.complexity_study([JPEG], [64], image="/nonexistent/kodim99.png")
     with pytest.raises(RdflowError, match="unknown codec kind"):
         profiling.complexity_study([CodecSpec("x", "no-such-kind", 1)], [64])
     with pytest.raises(RdflowError, match="no successful complexity rows"):
@@ -258,7 +262,32 @@ def test_study_isolated_survives_killed_worker(monkeypatch):
     assert [(r["codec"], r["width"], r["status"]) for r in rows] == [
         ("killed", 64, "ok"), ("killed", 128, "failed"), ("killed", 32, "ok"),
         ("jpeg", 64, "ok"), ("jpeg", 128, "ok"), ("jpeg", 32, "ok")]
-    assert "worker process died" in rows[1]["error"]
+    assert "killed by SIGKILL" in rows[1]["error"] and "out-of-memory" in rows[1]["error"]
+
+
+def test_study_isolated_from_unguarded_script(tmp_path):
+    # Snakemake's script: directive runs a file without an `if __name__ == "__main__"` guard;
+    # the worker must not re-import it (multiprocessing spawn would).
+    script = tmp_path / "study.py"
+    script.write_text(
+        "from rdflow import profiling\n"
+        "from rdflow.codecs import CodecSpec\n"
+        "rows = profiling.complexity_study([CodecSpec('jpeg', 'jpeg', 75)], [32], device=None,\n"
+        "                                  repeats=1, isolate=True)\n"
+        "print('STATUS', rows[0]['status'], rows[0]['bpp'] > 0)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("STATUS") == 1 and "STATUS ok True" in out.stdout
+
+
+def test_study_isolated_worker_init_error_is_raised():
+    with pytest.raises(ZeroDivisionError):
+        profiling.complexity_study([JPEG], [32], device=None, repeats=1, isolate=True,
+                                   worker_init=_divide_by_zero)
+
+
+def _divide_by_zero():
+    return 1 / 0
 
 
 # -- a real learned codec ---------------------------------------------------------------------

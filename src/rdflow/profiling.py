@@ -51,14 +51,12 @@ kernel's OOM killer becomes a failed row.
 
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 import dataclasses
 import functools
 import gc
 import io
 import logging
-import multiprocessing
 import os
 import threading
 import time
@@ -695,9 +693,10 @@ def measure_point(codec, rgb: np.ndarray, *, repeats: int = 5, warmup: int = 1,
 class _CodecHolder:
     """Keeps the one codec being measured; building the next frees the previous one."""
 
-    def __init__(self):
+    def __init__(self, threads: int | None = None):
         self.key: str | None = None
         self.codec = None
+        self.threads = threads  # torch intra-op threads, set when a torch codec is built
 
     def get(self, spec):
         from .codecs import build
@@ -708,6 +707,10 @@ class _CodecHolder:
             _free_memory(device)
             self.codec = build(spec)
             self.key = spec.key()
+            if self.threads is not None and _torch_net(self.codec) is not None:
+                import torch
+
+                torch.set_num_threads(int(self.threads))
         return self.codec
 
 
@@ -737,32 +740,119 @@ def _point(holder: _CodecHolder, spec, width: int, height: int, rgb: np.ndarray,
         row = _base_row(spec, width, height, row["device"], source, opts["repeats"])
         row.update(status="failed", error=_error_text(exc))
         _free_memory(row["device"])
+        return row
+    for p in ("enc", "dec"):
+        if row[f"{p}_s_p75"] > 1.5 * row[f"{p}_s_p25"]:
+            log.warning("complexity: %s q%s at %dx%d: %s times vary widely (p25 %.4g s, p75 %.4g s): "
+                        "is the machine busy? fewer threads (complexity.threads) or more repeats help",
+                        spec.name, spec.quality, width, height, p, row[f"{p}_s_p25"], row[f"{p}_s_p75"])
     return row
 
 
 # -- child-process isolation ----------------------------------------------------------------
-_WORKER_HOLDER: _CodecHolder | None = None
+# A plain subprocess (``python -c``) that talks pickles over a pipe, not multiprocessing: a
+# spawn/forkserver child re-imports the parent's __main__, which breaks under Snakemake's
+# script: directive and any unguarded script. The child's fd 1 goes to stderr, so stray prints
+# cannot corrupt the protocol.
+class _WorkerDied(Exception):
+    pass
 
 
-def _worker_setup(user_init: Callable[[], None] | None, threads: int | None) -> None:
-    global _WORKER_HOLDER
-    _WORKER_HOLDER = _CodecHolder()
-    if threads is not None:
-        import torch
+def _worker_main() -> None:
+    import pickle
+    import sys
 
-        torch.set_num_threads(int(threads))
-    if user_init is not None:
-        user_init()
+    proto_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # print() in the child goes to stderr
+    proto_in = sys.stdin.buffer
+    holder = _CodecHolder()  # threads come with the init message
+
+    def reply(status, payload):
+        try:
+            data = pickle.dumps((status, payload), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001  an exception that does not pickle
+            data = pickle.dumps((status, RuntimeError(str(payload))), protocol=pickle.HIGHEST_PROTOCOL)
+        proto_out.write(data)
+        proto_out.flush()
+
+    while True:
+        try:
+            msg = pickle.load(proto_in)
+        except EOFError:
+            return
+        try:
+            if msg[0] == "init":
+                _, user_init, holder.threads = msg  # no torch import for classical codecs
+                if user_init is not None:
+                    user_init()
+                reply("ok", None)
+            elif msg[0] == "point":
+                reply("ok", _point(holder, *msg[1]))
+            else:
+                return
+        except Exception as exc:  # noqa: BLE001  sent back and raised in the parent
+            reply("error", exc)
 
 
-def _worker_point(spec, width, height, rgb, source, opts) -> dict:
-    return _point(_WORKER_HOLDER, spec, width, height, rgb, source, opts)
+class _Worker:
+    def __init__(self, user_init: Callable[[], None] | None, threads: int | None):
+        import subprocess
+        import sys
 
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p])  # tests, src, plugins
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from rdflow.profiling import _worker_main; _worker_main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        try:
+            self._call(("init", user_init, threads))
+        except _WorkerDied as exc:
+            raise RdflowError(f"the complexity worker process did not start ({exc}); "
+                              "run with isolate: false or fix the error printed above") from None
 
-def _new_pool(worker_init, threads) -> concurrent.futures.ProcessPoolExecutor:
-    return concurrent.futures.ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_setup, initargs=(worker_init, threads))
+    def _call(self, msg):
+        import pickle
+
+        try:
+            pickle.dump(msg, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.proc.stdin.flush()
+            status, payload = pickle.load(self.proc.stdout)
+        except (EOFError, BrokenPipeError, pickle.UnpicklingError):
+            raise _WorkerDied(self._death()) from None
+        if status == "error":
+            raise payload
+        return payload
+
+    def _death(self) -> str:
+        import signal
+
+        try:
+            rc = self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+            rc = self.proc.wait()
+        if rc < 0:
+            name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+            hint = " (the kernel's out-of-memory killer sends SIGKILL; see dmesg)" if rc == -9 else ""
+            return f"worker process was killed by {name} while measuring{hint}"
+        return f"worker process exited with code {rc} while measuring (its stderr says why)"
+
+    def point(self, *args) -> dict:
+        return self._call(("point", args))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=60)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                self.proc.wait()
+        for fh in (self.proc.stdin, self.proc.stdout):
+            try:
+                fh.close()
+            except OSError:
+                pass
 
 
 def complexity_study(specs: Iterable, resolutions: Sequence, device: str | None = "auto",
@@ -778,7 +868,8 @@ def complexity_study(specs: Iterable, resolutions: Sequence, device: str | None 
     synthetic image when None; a natural image gives representative bpp and entropy-coding
     time). threads: torch intra-op threads (None keeps torch's default). split_repeats: runs
     for the network/entropy split (default ``min(repeats, 3)``; 0 skips it). isolate: run each
-    codec in a fresh ``spawn`` child process (clean RSS, survives the OOM killer);
+    codec in a fresh child process (``python -c``; clean RSS and CPU time, survives the OOM
+    killer, needs no ``if __name__ == "__main__"`` guard in the calling script);
     ``worker_init`` is called in each child first (e.g. to register plugin codecs).
     """
     from .codecs import CodecSpec
@@ -811,6 +902,7 @@ def complexity_study(specs: Iterable, resolutions: Sequence, device: str | None 
         rgb, source = load_image(image), Path(image).name
     else:
         rgb, source = np.asarray(image), "array"
+    fit_image(rgb, 1, 1)  # RdflowError now for an image that is not HxWx3 uint8
     opts = {"repeats": repeats, "warmup": warmup, "macs": bool(macs), "rss_method": rss_method,
             "split_repeats": min(repeats, 3) if split_repeats is None else int(split_repeats)}
 
@@ -837,23 +929,21 @@ def complexity_study(specs: Iterable, resolutions: Sequence, device: str | None 
         return rows
 
     for spec in specs:
-        pool = _new_pool(worker_init, threads)
+        worker = _Worker(worker_init, threads)
         try:
             for w, h in sizes:
                 try:
-                    row = pool.submit(_worker_point, spec, w, h, rgb, source, opts).result()
-                except concurrent.futures.process.BrokenProcessPool as exc:
+                    row = worker.point(spec, w, h, rgb, source, opts)
+                except _WorkerDied as exc:
                     row = _base_row(spec, w, h, spec.device if spec.kind == "learned" else "cpu",
                                     source, repeats)
-                    row.update(status="failed", error=(
-                        "worker process died while measuring (killed by the OS, e.g. its "
-                        f"out-of-memory killer): {exc}")[:500])
-                    log.warning("complexity: %s q%s at %dx%d: %s", spec.name, spec.quality, w, h, row["error"])
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    pool = _new_pool(worker_init, threads)
+                    row.update(status="failed", error=str(exc))
+                    log.warning("complexity: %s q%s at %dx%d: %s", spec.name, spec.quality, w, h, exc)
+                    worker.close()
+                    worker = _Worker(worker_init, threads)
                 rows.append(row)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            worker.close()
     return rows
 
 
