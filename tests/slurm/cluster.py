@@ -2,10 +2,14 @@
 
 Install the daemons once with ``sh .ci/slurm_setup.sh`` (as root), then::
 
-    from tests.slurm.cluster import SlurmCluster
-    with SlurmCluster(tmpdir) as slurm:          # writes slurm.conf, starts munged/slurmctld/slurmd
-        subprocess.run(["sbatch", "--wrap", "hostname"], env=slurm.env)
-        ...                                      # everything is stopped and killed on exit
+    with SlurmCluster(tmpdir, gpus=2) as slurm:  # writes slurm.conf, starts the daemons
+        slurm.sbatch("--wrap", "hostname")       # any client: pass env=slurm.env
+        slurm.snakemake(workdir, "--configfile", cfg, snakefile=REPO / "Snakefile",
+                        profile=REPO / "profiles" / "slurm")
+        slurm.jobs()                             # what was submitted, with end states
+    # everything is stopped (jobs cancelled, daemons terminated) on exit
+
+(tests/test_slurm.py shows how to import this file and use it as a pytest fixture.)
 
 Everything lives under one folder: ``slurm.conf`` (+ ``gres.conf`` when ``gpus>0``), a fresh
 munge key, sockets, spool/state dirs, pid files and logs (``log/``). Clients find the config
@@ -24,9 +28,10 @@ jobstep cannot run).
 
 There is no slurmdbd: ``sacct`` answers "accounting storage is disabled", which is why the
 snakemake profile must use ``slurm-status-command: squeue`` (and ``MinJobAge`` here is kept
-at 600 s so that squeue still lists finished jobs). Every finished job is appended to
-``jobcomp.log`` (``JobCompType=jobcomp/filetxt``); :meth:`SlurmCluster.finished_jobs` parses
-it, so tests can count submissions and see end states (COMPLETED, TIMEOUT, FAILED...).
+at 600 s so that squeue still lists finished jobs: :meth:`SlurmCluster.jobs` counts
+submissions by rule/group and shows end states: COMPLETED, TIMEOUT, FAILED...). Every finished
+job is also appended to ``jobcomp.log`` (``JobCompType=jobcomp/filetxt``), parsed by
+:meth:`SlurmCluster.finished_jobs`.
 
 GPUs: by default the node has no GRES, so a job that asks ``--gpus=1`` is refused by sbatch.
 ``SlurmCluster(..., gpus=N)`` declares N fake GPUs (``GresTypes=gpu``, ``Gres=gpu:N``, each
@@ -90,7 +95,9 @@ class SlurmError(RuntimeError):
 class SlurmCluster:
     """One controller + one compute node on 127.0.0.1, all state under ``root``.
 
-    cpus / mem_mb: what the node offers (default: this machine, memory minus 10 %).
+    cpus / mem_mb: what the node offers (default: this machine, memory minus 10 %); may be
+    more than the hardware has (``SlurmdParameters=config_overrides``), e.g. to accept the
+    profile's ``cpus_per_task``/``mem_mb`` on a small CI machine.
     gpus: count-only GPU GRES on the node (0: a GRES-free node).
     min_job_age: seconds squeue keeps listing finished jobs (the profile's squeue status
     command needs >= 3 x slurm-init-seconds-before-status-checks).
@@ -163,6 +170,9 @@ class SlurmCluster:
             "MpiDefault=none",
             "DefMemPerCPU=1000",  # a job without --mem must not take the whole node
             "ReturnToService=2",
+            # trust CPUs/RealMemory/Gres below rather than the hardware, so a test can offer
+            # a node as big as the profile's requests (nothing is enforced: no cgroups)
+            "SlurmdParameters=config_overrides",
             "AccountingStorageType=accounting_storage/none",
             "JobAcctGatherType=jobacct_gather/none",
             "JobCompType=jobcomp/filetxt",
@@ -344,6 +354,37 @@ class SlurmCluster:
 
         self._wait(done, timeout, f"job {jobid} to finish")
         return states[-1]
+
+    def jobs(self) -> list[dict[str, str]]:
+        """All jobs squeue knows (finished ones for MinJobAge s): id, state, name, comment.
+
+        snakemake-executor-plugin-slurm names every job of one snakemake run by its run id
+        and sets the comment to ``rule_<rule>[_wildcards_<w>]`` or, for a group job,
+        ``rule_<group>_<rule>`` (e.g. ``rule_coding_compress_frame``).
+        """
+        out = self.run(["squeue", "--noheader", "--states=all", "-o", "%i|%T|%j|%k"]).stdout
+        keys = ("id", "state", "name", "comment")
+        return [dict(zip(keys, line.split("|", 3))) for line in out.splitlines() if line]
+
+    def snakemake(self, workdir: str | os.PathLike, *args: str, snakefile: str | os.PathLike,
+                  profile: str | os.PathLike | None = None, timeout: float = 600,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run ``python -m snakemake`` (this interpreter's) against this cluster.
+
+        ``--profile PROFILE`` (when given), ``-s SNAKEFILE``, ``-d WORKDIR``, then ARGS; stdout
+        and stderr together in ``.stdout``. The interpreter's bin dir goes first on PATH so
+        that the jobs' own ``python -m snakemake`` find the same environment.
+        """
+        import sys
+
+        cmd = [sys.executable, "-m", "snakemake"]
+        if profile is not None:
+            cmd += ["--profile", str(profile)]
+        cmd += ["-s", str(snakefile), "-d", str(workdir), *args]
+        run_env = dict(env if env is not None else self.env)
+        run_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{run_env.get('PATH', '')}"
+        return subprocess.run(cmd, env=run_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
     def finished_jobs(self) -> list[dict[str, str]]:
         """Every job that ended, from jobcomp.log: dicts with JobId, Name, JobState, ..."""

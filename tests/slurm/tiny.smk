@@ -1,0 +1,79 @@
+# A stand-in for the study with the rule names profiles/slurm configures (compress_frame,
+# compress_image, detect, vmaf), so tests/test_slurm.py can check the profile's grouping,
+# GPU requests, failure reporting and resume on a real SLURM within a minute or two.
+# Each job writes where it ran: SLURM job id, CUDA_VISIBLE_DEVICES, host.
+#
+# config: frames (int, default 6): compress_frame jobs
+#         slow_sleep (s, default 1), slow_runtime (min, default 5): the `slow` job, used to
+#         provoke a SLURM time-limit kill (slow_sleep > 60 * slow_runtime)
+import os
+
+FRAMES = int(config.get("frames", 6))
+
+
+onstart:
+    # The check proposed for the study's Snakefile: without the SLURM client commands,
+    # snakemake-executor-plugin-slurm 2.6.1 does not fail, it hangs forever after
+    # "No SLURM account given, trying to guess." (its submit thread dies on a missing sacct).
+    if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
+        import shutil
+
+        missing = [t for t in ("sbatch", "squeue", "scancel", "sinfo") if shutil.which(t) is None]
+        if missing:
+            raise WorkflowError(
+                f"the slurm executor (--profile profiles/slurm) needs the SLURM commands "
+                f"{', '.join(missing)}, which are not on PATH here: run snakemake on the "
+                "cluster's login node (or load its slurm module), or run locally without "
+                "--profile profiles/slurm"
+            )
+
+
+def where():
+    return " ".join(f"{k}={os.environ.get(k, '-')}"
+                    for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES", "HOSTNAME"))
+
+
+rule all:
+    input:
+        expand("frames/{i}.txt", i=range(FRAMES)),
+        "image.txt",
+        "detect.txt",
+        "vmaf.txt",
+        "slow.txt",
+
+
+rule compress_frame:
+    output:
+        "frames/{i}.txt",
+    run:
+        with open(output[0], "w") as f:
+            f.write(where() + "\n")
+
+
+rule compress_image:
+    output:
+        "image.txt",
+    run:
+        with open(output[0], "w") as f:
+            f.write(where() + "\n")
+
+
+use rule compress_image as detect with:
+    output:
+        "detect.txt",
+
+
+use rule compress_image as vmaf with:
+    output:
+        "vmaf.txt",
+
+
+rule slow:
+    output:
+        "slow.txt",
+    params:
+        sleep=int(config.get("slow_sleep", 1)),
+    resources:
+        runtime=int(config.get("slow_runtime", 5)),
+    shell:
+        "sleep {params.sleep} && echo slept {params.sleep} > {output}"
