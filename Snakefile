@@ -16,6 +16,7 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/compress.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/vmaf.smk"
 
 
 rule all:

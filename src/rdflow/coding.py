@@ -60,6 +60,23 @@ def codec_spec(config: dict, codec: str, quality: int, weights_path: str | None 
                      device=config.get("device", "auto"))
 
 
+def process_memory() -> dict:
+    """RSS of this process (and CUDA memory when torch uses a GPU), cheap to read per job.
+
+    Coding jobs run in threads of one process, so this is the process's footprint after the
+    job: it shows whether memory stays flat over a long run, not what one codec needs.
+    """
+    import sys
+
+    import psutil
+
+    out = {"process_rss_mb": psutil.Process().memory_info().rss / 2**20}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["process_vram_mb"] = torch.cuda.memory_reserved() / 2**20
+    return out
+
+
 def row_for(codec, coded: Coded, rgb: np.ndarray, metric_names: list[str]) -> dict:
     h, w = rgb.shape[:2]
     n_bytes = len(coded.data)
@@ -72,6 +89,7 @@ def row_for(codec, coded: Coded, rgb: np.ndarray, metric_names: list[str]) -> di
     }
     row.update(M.compute(rgb, coded.recon, metric_names))
     row.update({"enc_s": coded.enc_s, "dec_s": coded.dec_s})
+    row.update(process_memory())
     return row
 
 

@@ -86,6 +86,7 @@ def check(config: dict) -> None:
                 raise RdflowError(
                     f"{where}.images: {unknown} are not Kodak images (kodim01 … kodim24)"
                 )
+    from .perceptual import check as check_vmaf; check_vmaf(config)  # noqa: E702
 
 
 def dataset_images(config: dict, name: str) -> dict[str, str | None]:

@@ -79,3 +79,4 @@ def all_targets(config: dict) -> list[str]:
     for f in TARGET_FUNCTIONS:
         out += f(config)
     return out
+from .perceptual import vmaf_targets; TARGET_FUNCTIONS.append(vmaf_targets)  # noqa: E402,E702

@@ -1,6 +1,10 @@
 # Stage: compression. One job per (dataset, codec, quality, image): the unit of caching.
 # run: jobs execute in threads of the Snakemake process (profiles/default: force-use-threads),
 # so torch and CompressAI are imported once and each model is loaded once per run (README).
+# No benchmark: here: for in-thread jobs Snakemake's benchmark samples the whole Snakemake
+# process (reading all its memory maps), which cost ~0.2 s per job and measures nothing of the
+# job; rows carry enc_s/dec_s and the process RSS/VRAM instead, and the complexity study
+# measures each codec's memory in isolation.
 
 
 rule compress_image:
@@ -13,8 +17,6 @@ rule compress_image:
         recon=temp("results/image/{dataset}/{codec}/q{quality}/{image}.png"),
     log:
         "logs/compress_image/{dataset}/{codec}/q{quality}/{image}.log",
-    benchmark:
-        "benchmarks/compress_image/{dataset}/{codec}/q{quality}/{image}.tsv"
     params:
         sha256=image_sha256,
     threads: 1
@@ -52,8 +54,6 @@ rule compress_frame:
         recon=temp("results/video/{sequence}/{codec}/q{quality}/{frame}.png"),
     log:
         "logs/compress_frame/{sequence}/{codec}/q{quality}/{frame}.log",
-    benchmark:
-        "benchmarks/compress_frame/{sequence}/{codec}/q{quality}/{frame}.tsv"
     threads: 1
     resources:
         gpu=gpu_for_codec,

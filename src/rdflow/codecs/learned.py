@@ -38,6 +38,12 @@ ARCH_QUALITIES: dict[str, tuple[int, int]] = {
 ZOO_METRICS = ("mse", "ms-ssim")
 PAD_MULTIPLE = 64  # 6 strided (de)convolutions of stride 2
 
+import threading  # noqa: E402
+
+#: random init draws from torch's global generator: one seeded construction at a time, or
+#: models built concurrently by jobs in threads would get each other's numbers
+_RNG_LOCK = threading.Lock()
+
 
 def resolve_device(device: str) -> str:
     import torch
@@ -102,8 +108,9 @@ def load_model(architecture: str, quality: int, weights: str, *, path: str | Non
         )
     cls = model_architectures[architecture]
     if weights == "random":
-        torch.manual_seed(seed)
-        net = cls(*cfgs[architecture][quality])
+        with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = cls(*cfgs[architecture][quality])
         net.update(force=True)
     elif weights in ("pretrained", "checkpoint"):
         if path is None or not Path(path).is_file():
