@@ -1,0 +1,130 @@
+# Stage: perceptual quality. VMAF (libvmaf in imageio-ffmpeg's ffmpeg) on every coded frame and
+# image, joined with the RD rows, and how PSNR and MS-SSIM track it (rdflow.perceptual).
+# The jobs list the temp() reconstruction PNGs as inputs, which keeps them until VMAF ran.
+from types import SimpleNamespace
+
+from rdflow import perceptual
+
+
+def vmaf_image_refs(wc):
+    return [image_input(SimpleNamespace(dataset=wc.dataset, image=i)) for i in IMAGES[wc.dataset]]
+
+
+def vmaf_log_output(path):
+    return {"vmaf_log": path} if perceptual.settings(config)["keep_logs"] else {}
+
+
+rule vmaf_video:
+    input:
+        yuv=lambda wc: sequence_path(config, wc.sequence),
+        probe="results/video/{sequence}/sequence.json",
+        recons=lambda wc: perceptual.video_recons(config, wc.sequence, wc.codec, wc.quality),
+    output:
+        csv="results/vmaf/video/{sequence}/{codec}/q{quality}.csv",
+        **vmaf_log_output("results/vmaf/video/{sequence}/{codec}/q{quality}.vmaf.json"),
+    log:
+        "logs/vmaf_video/{sequence}/{codec}/q{quality}.log",
+    benchmark:
+        "benchmarks/vmaf_video/{sequence}/{codec}/q{quality}.tsv"
+    threads: 4
+    run:
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            perceptual.score_video(config=config, sequence=wildcards.sequence, codec=wildcards.codec,
+                                   quality=int(wildcards.quality), seq_path=input.yuv,
+                                   recons=input.recons, out_csv=output.csv,
+                                   out_log=output.get("vmaf_log"), threads=threads)
+
+
+rule vmaf_image:
+    input:
+        refs=vmaf_image_refs,
+        recons=lambda wc: perceptual.image_recons(wc.dataset, wc.codec, wc.quality, IMAGES[wc.dataset]),
+    output:
+        csv="results/vmaf/image/{dataset}/{codec}/q{quality}.csv",
+        **vmaf_log_output("results/vmaf/image/{dataset}/{codec}/q{quality}.vmaf.json"),
+    log:
+        "logs/vmaf_image/{dataset}/{codec}/q{quality}.log",
+    benchmark:
+        "benchmarks/vmaf_image/{dataset}/{codec}/q{quality}.tsv"
+    params:
+        images=lambda wc: list(IMAGES[wc.dataset]),
+    threads: 4
+    run:
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            perceptual.score_images(config=config, dataset=wildcards.dataset, codec=wildcards.codec,
+                                    quality=int(wildcards.quality), images=params.images,
+                                    refs=input.refs, recons=input.recons, out_csv=output.csv,
+                                    out_log=output.get("vmaf_log"), threads=threads)
+
+
+rule vmaf_table:
+    input:
+        **perceptual.table_inputs(config),
+    output:
+        table=report("results/vmaf.csv", caption="../report/vmaf_table.rst", category="VMAF"),
+        corr=report("results/vmaf_correlation.csv", caption="../report/vmaf_correlation.rst", category="VMAF"),
+    log:
+        "logs/vmaf_table.log",
+    run:
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            perceptual.write_tables(dict(input.items()), output.table, output.corr)
+
+
+rule plot_vmaf_bpp:
+    input:
+        table="results/vmaf.csv",
+    output:
+        png=report("results/figures/vmaf_bpp_{domain}_{name}.png", caption="../report/vmaf_bpp.rst",
+                   category="VMAF", subcategory="{name}"),
+        pdf="results/figures/vmaf_bpp_{domain}_{name}.pdf",
+    wildcard_constraints:
+        domain="video|image",
+        name=_alternatives(DATASETS + SEQUENCES),
+    log:
+        "logs/plot_vmaf_bpp/{domain}_{name}.log",
+    run:
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            perceptual.plot_vmaf_bpp(input.table, wildcards.domain, wildcards.name, [output.png, output.pdf])
+
+
+rule plot_vmaf_vs_psnr_video:
+    input:
+        table="results/vmaf.csv",
+        corr="results/vmaf_correlation.csv",
+    output:
+        png=report("results/figures/vmaf_vs_psnr_video.png", caption="../report/vmaf_vs_psnr.rst",
+                   category="VMAF"),
+        pdf="results/figures/vmaf_vs_psnr_video.pdf",
+    log:
+        "logs/plot_vmaf_vs_psnr/video.log",
+    run:
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            perceptual.plot_vmaf_vs_psnr(input.table, input.corr, "video", [output.png, output.pdf])
+
+
+rule plot_vmaf_vs_psnr_image:
+    input:
+        table="results/vmaf.csv",
+        corr="results/vmaf_correlation.csv",
+    output:
+        png=report("results/figures/vmaf_vs_psnr_image_{dataset}.png", caption="../report/vmaf_vs_psnr.rst",
+                   category="VMAF", subcategory="{dataset}"),
+        pdf="results/figures/vmaf_vs_psnr_image_{dataset}.pdf",
+    log:
+        "logs/plot_vmaf_vs_psnr/image_{dataset}.log",
+    run:
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            perceptual.plot_vmaf_vs_psnr(input.table, input.corr, "image", [output.png, output.pdf],
+                                         dataset=wildcards.dataset)
