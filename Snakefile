@@ -17,6 +17,7 @@ include: "workflow/rules/decode.smk"
 include: "workflow/rules/compress.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/vmaf.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -33,6 +33,7 @@ def check(config: dict) -> None:
     from .codecs import CODECS
     from .codecs.learned import ARCH_QUALITIES
 
+    from .ablation import expand as expand_variants; expand_variants(config)  # noqa: E702
     datasets = config.get("datasets") or {}
     codecs = config.get("codecs") or {}
     if not codecs:
@@ -87,11 +88,14 @@ def check(config: dict) -> None:
                     f"{where}.images: {unknown} are not Kodak images (kodim01 … kodim24)"
                 )
     from .perceptual import check as check_vmaf; check_vmaf(config)  # noqa: E702
+    from .analysis import check as check_bd_rate; check_bd_rate(config)  # noqa: E702
 
 
 def dataset_images(config: dict, name: str) -> dict[str, str | None]:
     """Image id -> source path for local datasets (None for downloaded ones, see rules)."""
     d = config["datasets"][name]
+    if d["kind"] == "variant":  # the images of the dataset it preprocesses (rdflow.ablation)
+        return dict.fromkeys(dataset_images(config, d["of"]))
     if d["kind"] == "kodak":
         ids = d.get("images") or sorted(KODAK_SHA256)
         return {i: None for i in ids}
@@ -107,4 +111,4 @@ def dataset_images(config: dict, name: str) -> dict[str, str | None]:
 
 def codec_applies(config: dict, codec: str, dataset: str) -> bool:
     only = config["codecs"][codec].get("datasets")
-    return not only or dataset in only
+    return not only or dataset in only or (config.get("datasets") or {}).get(dataset, {}).get("of") in only

@@ -80,3 +80,5 @@ def all_targets(config: dict) -> list[str]:
         out += f(config)
     return out
 from .perceptual import vmaf_targets; TARGET_FUNCTIONS.append(vmaf_targets)  # noqa: E402,E702
+from .analysis import analysis_targets; TARGET_FUNCTIONS.append(analysis_targets)  # noqa: E402,E702
+from .ablation import ablation_targets; TARGET_FUNCTIONS.append(ablation_targets)  # noqa: E402,E702

@@ -46,6 +46,8 @@ def image_input(wc):
     d = config["datasets"][wc.dataset]
     if d["kind"] == "kodak":
         return f"resources/datasets/{wc.dataset}/{wc.image}.png"
+    if d["kind"] == "variant":  # made by rule preprocess_image (workflow/rules/report.smk)
+        return f"resources/variants/{wc.dataset}/{wc.image}.png"
     return IMAGES[wc.dataset][wc.image]
 
 
