@@ -321,6 +321,24 @@ def test_vmaf_and_map_are_joined_on_operating_points(study):
         "psnr_rgb", "ms_ssim_db", "vmaf", "map50_95"]
 
 
+def test_map_per_ground_truth(study):
+    """machine_vision.csv has one row per (group, codec, quality, gt): one BD row per gt."""
+    tmp, qs = study["tmp"], study["qs"]
+    rows = [{"source": "image", "dataset": "loc", "sequence": None, "codec": codec, "quality": q,
+             "gt": gt, "bpp": 1.0, "map50_95": m + (0.1 if gt == "labels" else 0.0),
+             "map50": m + 0.2}
+            for codec in ("webp", "jpeg") for gt in ("pseudo", "labels")
+            for q, m in zip(qs, [0.2, 0.3, 0.35, 0.4, 0.45])]
+    pd.DataFrame(rows).to_csv(tmp / "mv.csv", index=False)
+    cfg = _config(metrics=["psnr_rgb", "map50_95", "map50"])
+    t = AN.bd_rate_study(cfg, study["image"], [], None, tmp / "mv.csv")
+    img = t[t.dataset == "loc"]
+    assert list(dict.fromkeys(img.metric)) == ["psnr_rgb", "map50_95@pseudo", "map50_95@labels",
+                                                "map50@pseudo", "map50@labels"]
+    row = img.set_index(["codec", "metric"]).loc[("jpeg", "map50_95@labels")]
+    assert row.monotone_fit and row.bd_rate_pct == pytest.approx(100 / 0.9 - 100, abs=1e-6)
+
+
 def test_per_image_map_values_are_refused(study):
     tmp = study["tmp"]
     pd.DataFrame([{"dataset": "loc", "codec": "webp", "quality": 10, "image": i, "map50_95": 0.3}

@@ -13,7 +13,9 @@ is the bpp of the RD summary of the same operating point (the same bitstreams); 
 ``bpp`` column is used only for operating points the RD summaries do not have. Rows per item
 (an ``image`` or ``frame`` column) are averaged per operating point for VMAF (the usual
 pooling); mAP must come one row per operating point, since the mean of per-image mAPs is not
-the mAP of the set.
+the mAP of the set. When the detection table has a ``gt`` column (pseudo ground truth from the
+uncompressed frames, or real labels), each mAP is compared per ground truth: metric
+``map50_95@pseudo``, ``map50_95@labels``.
 
 Environment (``results/environment.csv``, rule ``environment``): package versions, ffmpeg's
 version, the device and the machine, recorded by the run (shown on the report's front page).
@@ -131,6 +133,13 @@ def _extra_summary(path: str | os.PathLike, group_col: str, columns: tuple[str, 
         return None
     keys = [group_col, "codec", "quality"]
     df = df.astype({"quality": int})
+    if "gt" in df.columns:
+        # one metric column per ground truth: map50_95@labels, map50_95@pseudo
+        wide = df.drop(columns=cols)
+        for c in cols:
+            for gt in df["gt"].dropna().unique():
+                wide[f"{c}@{gt}"] = df[c].where(df["gt"] == gt)
+        df, cols = wide, [f"{c}@{gt}" for c in cols for gt in df["gt"].dropna().unique()]
     out = None
     for c in cols:
         part = df[keys + [c]].dropna()
@@ -176,6 +185,16 @@ def combined_summary(summaries: list[str | os.PathLike], group_col: str,
     return base
 
 
+def base_metric(column: str) -> str:
+    """``map50_95`` for ``map50_95@labels``: the metric a column measures."""
+    return column.split("@", 1)[0]
+
+
+def metric_columns(columns, metrics) -> list[str]:
+    """The columns that measure each of ``metrics``, in the order of ``metrics``."""
+    return [c for m in metrics for c in columns if base_metric(c) == m]
+
+
 def _anchor_missing_rows(part, group_col: str, group, anchor: str, metrics, method: str,
                          config: dict | None):
     from .bdrate import TABLE_COLUMNS, is_task_metric
@@ -213,8 +232,8 @@ def bd_study_table(combined, group_col: str, anchor: str, metrics, method: str =
     if combined is None or combined.empty:
         return pd.DataFrame(columns=[group_col] + TABLE_COLUMNS)
     for group, part in combined.groupby(group_col, sort=True):
-        have = [m for m in metrics if m in part.columns and part[m].notna().any()]
-        skipped = [m for m in metrics if m not in have]
+        have = [c for c in metric_columns(part.columns, metrics) if part[c].notna().any()]
+        skipped = [m for m in metrics if m not in {base_metric(c) for c in have}]
         if skipped:
             log.info("%s %s: no %s values, no BD rows for them", group_col, group,
                      ", ".join(skipped))
@@ -264,7 +283,7 @@ def bd_rate_study(config: dict, image_summaries, video_summaries, vmaf_csv=None,
         if c not in table.columns:
             table[c] = None
     order = {m: i for i, m in enumerate(metrics)}
-    table["_m"] = table["metric"].map(order)
+    table["_m"] = table["metric"].map(lambda m: order.get(base_metric(m), len(order)))
     table = table.sort_values(["study", "dataset", "sequence", "_m", "codec"], kind="stable",
                               na_position="first").drop(columns="_m")
     return table[columns].reset_index(drop=True)
@@ -297,7 +316,7 @@ def bd_rate_html(table, anchor: str) -> str:
         parts.append(f"<h2>{escape(study)} {kind} {escape(str(group))}</h2>")
         metrics = list(dict.fromkeys(part["metric"]))
         head = "".join(f"<th>BD-rate {escape(m)} [%]</th><th>BD-{escape(m)} "
-                       f"[{escape(_UNITS.get(m, ''))}]</th><th>{escape(m)} range</th>"
+                       f"[{escape(_UNITS.get(base_metric(m), ''))}]</th><th>{escape(m)} range</th>"
                        for m in metrics)
         rows, notes = [], []
         for codec, g in part.groupby("codec", sort=False):
