@@ -18,6 +18,7 @@ include: "workflow/rules/compress.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/vmaf.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/detect.smk"
 
 
 rule all:

@@ -66,6 +66,7 @@ def download_targets(config: dict) -> list[str]:
     for name, s in sorted(sequences(config).items()):
         if s["source"] == "uvg":
             out.append(f"resources/video/{name}.7z")
+    from .machine_vision import download_targets as detection_downloads; out += detection_downloads(config)  # noqa: E702
     return sorted(set(out))
 
 
@@ -82,3 +83,4 @@ def all_targets(config: dict) -> list[str]:
 from .perceptual import vmaf_targets; TARGET_FUNCTIONS.append(vmaf_targets)  # noqa: E402,E702
 from .analysis import analysis_targets; TARGET_FUNCTIONS.append(analysis_targets)  # noqa: E402,E702
 from .ablation import ablation_targets; TARGET_FUNCTIONS.append(ablation_targets)  # noqa: E402,E702
+from .machine_vision import machine_vision_targets; TARGET_FUNCTIONS.append(machine_vision_targets)  # noqa: E402,E702

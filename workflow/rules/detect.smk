@@ -1,0 +1,149 @@
+# Stage: machine vision (issue 4). Detection on the uncompressed frames (once per sequence, and
+# per image dataset with labels) and on the decoded frames of every (codec, quality), then mAP
+# against pseudo ground truth and real labels, one table and two figures per sequence/dataset.
+# Detection jobs are script: jobs, i.e. their own process (scripts/detect.py): importing
+# ultralytics sets torch's threads and OMP_NUM_THREADS to 1 process-wide, which must not happen
+# to the Snakemake process whose threads run the coding jobs. Logic: rdflow.machine_vision.
+import rdflow.machine_vision as mv
+
+MV_NAMES = sorted({n for _, n in mv.units(config)}) if mv.enabled(config) else []
+
+
+def mv_weights(wc):
+    w = mv.weights_path(config)
+    return [str(w)] if w is not None else []
+
+
+def mv_gpu(wc):
+    o = mv.detector_options(config)
+    return int(o["backend"] == "yolo" and o.get("device", "cpu") != "cpu")
+
+
+rule download_detection_weights:
+    """A bare ultralytics weights name with detection.offline: false (otherwise rdflow stops at
+    parse time and says where to place the file)."""
+    output:
+        f"{mv.WEIGHTS_DIR}/{{yolo_weights}}",
+    wildcard_constraints:
+        yolo_weights=r"[^/]+\.pt",
+    params:
+        url=lambda wc: mv.yolo_asset_url(wc.yolo_weights, mv.settings(config).get("base_url")),
+    log:
+        "logs/download/detection_weights/{yolo_weights}.log",
+    run:
+        from rdflow.download import fetch
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            fetch(params.url, output[0])
+
+
+rule detect_original:
+    input:
+        frames=lambda wc: mv.original_inputs(config, wc.mvsource, wc.mvname),
+        weights=mv_weights,
+    output:
+        "results/detection/{mvsource}/{mvname}/original.json",
+    wildcard_constraints:
+        mvsource="video|image",
+        mvname=_alternatives(MV_NAMES),
+    params:
+        detector=lambda wc: mv.detector_options(config),
+    log:
+        "logs/detect_original/{mvsource}/{mvname}.log",
+    benchmark:
+        "benchmarks/detect_original/{mvsource}/{mvname}.tsv"
+    threads: 2
+    resources:
+        gpu=mv_gpu,
+    script:
+        "../../scripts/detect.py"
+
+
+rule detect_decoded:
+    input:
+        # the coding jobs' temp() reconstructions: listed here, they live until this job ran
+        frames=lambda wc: mv.decoded_paths(config, wc.mvsource, wc.mvname, wc.codec, wc.quality),
+        weights=mv_weights,
+    output:
+        "results/detection/{mvsource}/{mvname}/{codec}/q{quality}.json",
+    wildcard_constraints:
+        mvsource="video|image",
+        mvname=_alternatives(MV_NAMES),
+    params:
+        detector=lambda wc: mv.detector_options(config),
+    log:
+        "logs/detect_decoded/{mvsource}/{mvname}/{codec}/q{quality}.log",
+    benchmark:
+        "benchmarks/detect_decoded/{mvsource}/{mvname}/{codec}/q{quality}.tsv"
+    threads: 2
+    resources:
+        gpu=mv_gpu,
+    script:
+        "../../scripts/detect.py"
+
+
+rule evaluate_detection:
+    input:
+        original="results/detection/{mvsource}/{mvname}/original.json",
+        decoded="results/detection/{mvsource}/{mvname}/{codec}/q{quality}.json",
+        rows=lambda wc: mv.rate_rows(config, wc.mvsource, wc.mvname, wc.codec, wc.quality),
+    output:
+        "results/detection/{mvsource}/{mvname}/{codec}/q{quality}_eval.json",
+    wildcard_constraints:
+        mvsource="video|image",
+        mvname=_alternatives(MV_NAMES),
+    params:
+        labels=lambda wc: mv.labels(config).get(wc.mvname),
+    log:
+        "logs/evaluate_detection/{mvsource}/{mvname}/{codec}/q{quality}.log",
+    run:
+        from rdflow.machine_vision import evaluate_job
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            evaluate_job(config, source=wildcards.mvsource, name=wildcards.mvname,
+                         codec=wildcards.codec, quality=int(wildcards.quality),
+                         original=input.original, decoded=input.decoded,
+                         rate_rows=list(input.rows), out=output[0])
+
+
+rule aggregate_machine_vision:
+    input:
+        lambda wc: mv.evaluation_paths(config),
+    output:
+        report(mv.CSV, caption="../report/detect_csv.rst", category="Machine vision"),
+    log:
+        "logs/aggregate_machine_vision.log",
+    run:
+        from rdflow.machine_vision import write_table
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            write_table(list(input), output[0])
+
+
+rule plot_machine_vision:
+    input:
+        mv.CSV,
+    output:
+        map_png=report("results/figures/machine_vision_{mvsource}_{mvname}_map.png",
+                       caption="../report/detect_map.rst", category="Machine vision",
+                       subcategory="{mvname}"),
+        map_pdf="results/figures/machine_vision_{mvsource}_{mvname}_map.pdf",
+        proxy_png=report("results/figures/machine_vision_{mvsource}_{mvname}_proxy.png",
+                         caption="../report/detect_proxy.rst", category="Machine vision",
+                         subcategory="{mvname}"),
+        proxy_pdf="results/figures/machine_vision_{mvsource}_{mvname}_proxy.pdf",
+    wildcard_constraints:
+        mvsource="video|image",
+        mvname=_alternatives(MV_NAMES),
+    log:
+        "logs/plot_machine_vision/{mvsource}_{mvname}.log",
+    run:
+        from rdflow.machine_vision import plot_unit
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            plot_unit(input[0], wildcards.mvsource, wildcards.mvname,
+                      [output.map_png, output.map_pdf], [output.proxy_png, output.proxy_pdf])
