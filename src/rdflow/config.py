@@ -61,6 +61,7 @@ def check(config: dict) -> None:
                 )
         else:
             lo, hi = CODECS[kind].quality_range
+            getattr(CODECS[kind], "check_config", lambda c, where: None)(c, where=where)
             for key in ("architecture", "checkpoint"):
                 if key in c:
                     raise RdflowError(f"{where}.{key} only applies to kind: learned (this codec is {kind})")

@@ -9,4 +9,5 @@ from __future__ import annotations
 
 from .base import CODECS, Codec, CodecSpec, build, get_cached, register  # noqa: F401
 from . import pillow  # noqa: F401,E402  registers jpeg, webp
+from . import ffmpeg  # noqa: F401,E402  registers jpeg2000, hevc_intra, av1_intra, jpegxl
 from . import learned  # noqa: F401,E402  registers learned (imports torch lazily)

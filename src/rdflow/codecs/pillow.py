@@ -54,7 +54,8 @@ class Jpeg(PillowCodec):
 
 @register
 class Webp(PillowCodec):
-    """Lossy WebP (libwebp), method 6 unless configured."""
+    """Lossy WebP (libwebp), method 6 unless configured. CompressAI's published webp.json used
+    Pillow's default, method 4: set ``method: 4`` to reproduce it (tests/test_published_classical)."""
 
     kind = "webp"
     format = "WEBP"
