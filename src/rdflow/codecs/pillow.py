@@ -54,12 +54,12 @@ class Jpeg(PillowCodec):
 
 @register
 class Webp(PillowCodec):
-    """Lossy WebP (libwebp), method 6 unless configured. CompressAI's published webp.json used
-    Pillow's default, method 4: set ``method: 4`` to reproduce it (tests/test_published_classical)."""
+    """Lossy WebP (libwebp), method 4 unless configured: Pillow's default, and what CompressAI's
+    published webp.json used (tests/test_published_classical reproduces it bit-exactly)."""
 
     kind = "webp"
     format = "WEBP"
     quality_range = (0, 100)
 
     def save_kwargs(self) -> dict:
-        return {"quality": int(self.spec.quality), "method": int(self.spec.options.get("method", 6))}
+        return {"quality": int(self.spec.quality), "method": int(self.spec.options.get("method", 4))}
