@@ -221,13 +221,21 @@ def test_anchor_not_in_study_is_a_parse_time_error(folder):
         validate(_cfg(folder, bd_rate={"anchor": "webp", "metrics": ["ssim"]}))
 
 
-def test_bd_rate_inputs_follow_the_enabled_stages(folder):
+def test_bd_rate_inputs_follow_the_enabled_stages(folder, monkeypatch):
+    import rdflow.study
+
     c = validate(_cfg(folder, bd_rate={"anchor": "webp"}, vmaf={"enabled": False}))
-    c["detection"] = {"enabled": True}
+    made = {"results/machine_vision.csv"}
+    monkeypatch.setattr(rdflow.study, "all_targets", lambda config: sorted(made))
     inp = AN.bd_rate_inputs(c)
     assert inp["image"] == ["results/image_rd_kodak_summary.csv", "results/image_rd_loc_summary.csv"]
-    assert inp["video"] == [] and inp["vmaf"] == [] and inp["detection"] == ["results/machine_vision.csv"]
+    assert inp["video"] == [] and inp["vmaf"] == [] and inp["detection"] == []  # both disabled
+    c["detection"] = {"enabled": True}
     c["vmaf"] = {"enabled": True}
+    inp = AN.bd_rate_inputs(c)
+    # enabled, but the VMAF stage has nothing to make: no vmaf.csv is asked for
+    assert inp["detection"] == ["results/machine_vision.csv"] and inp["vmaf"] == []
+    made.add("results/vmaf.csv")
     assert AN.bd_rate_inputs(c)["vmaf"] == ["results/vmaf.csv"]
 
 
@@ -388,3 +396,24 @@ def test_environment_record(tmp_path):
     assert info["ffmpeg"].startswith("ffmpeg version")
     assert AN.read_environment(tmp_path / "env.csv") == info
     assert AN.read_environment(tmp_path / "none.csv") == {}
+
+
+def test_study_table_on_published_kodak_curves(shared, tmp_path):
+    """The study table over CompressAI's published Kodak results gives the published BD-rates
+    against BPG 4:4:4 (cheng2020-anchor −18.8 %, bmshj2018-hyperprior +3.7 %, PSNR-RGB)."""
+    from rdflow.reference import load_reference
+
+    kodak = shared("reference", "compressai", "results", "image", "kodak")
+    names = ["bpg_444_x265_ycbcr", "compressai-cheng2020-anchor_mse_cpu",
+             "compressai-bmshj2018-hyperprior_mse_cpu"]
+    ref = load_reference(kodak, names)
+    ref["codec"] = ref["reference"]
+    ref.insert(0, "dataset", "kodak")
+    path = tmp_path / "image_rd_kodak_summary.csv"
+    ref.to_csv(path, index=False)
+    cfg = {"codecs": dict.fromkeys(names, {}),
+           "bd_rate": {"anchor": "bpg_444_x265_ycbcr", "metrics": ["psnr_rgb"], "method": "pchip"}}
+    t = AN.bd_rate_study(cfg, [path], []).set_index("codec")
+    assert t.loc["compressai-cheng2020-anchor_mse_cpu", "bd_rate_pct"] == pytest.approx(-18.8, abs=0.3)
+    assert t.loc["compressai-bmshj2018-hyperprior_mse_cpu", "bd_rate_pct"] == pytest.approx(3.7, abs=0.3)
+    assert t.reason.isna().all()

@@ -143,3 +143,36 @@ def test_anchor_not_in_study_fails_at_start(tmp_path):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "bd_rate.anchor is 'bpg', which is not a codec of this study; codecs: jpeg, jpeg3, webp" in out
+
+
+def test_bd_rate_reads_the_vmaf_stage(tmp_path):
+    """With vmaf.enabled, results/vmaf.csv (one row per image) feeds BD-rate rows for vmaf."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    yy, xx = np.mgrid[0:48, 0:64]
+    for i in range(2):
+        base = (128 + 90 * np.sin((xx + 5 * i) / 6.0) * np.cos(yy / 7.0)).astype(np.uint8)
+        Image.fromarray(np.dstack([base, base[::-1], base])).save(
+            folder / f"im{i}.png")
+    work = tmp_path / "study"
+    write_config(work, {
+        "device": "cpu", "metrics": ["psnr_rgb"],
+        "datasets": {"imgs": {"kind": "local", "path": str(folder)}},
+        "codecs": {"jpeg": {"kind": "jpeg", "qualities": LADDER},
+                   "webp": {"kind": "webp", "qualities": LADDER}},
+        "bd_rate": {"anchor": "webp"},
+        "vmaf": {"enabled": True},
+        "detection": {"enabled": False},
+    })
+    run_snakemake(work)
+    vmaf = pd.read_csv(work / "results/vmaf.csv")
+    t = pd.read_csv(work / "results/bd_rate.csv").set_index(["codec", "metric"])
+    assert list(t.index) == [("jpeg", "psnr_rgb"), ("jpeg", "vmaf")]
+    row = t.loc[("jpeg", "vmaf")]
+    assert row.n_points == 4 and row.n_anchor == 4
+    # the curves are the per-image VMAF averaged per operating point, at the RD rows' bpp
+    means = {c: g.groupby("quality").vmaf.mean() for c, g in vmaf.groupby("codec")}
+    assert all(m.is_monotonic_increasing for m in means.values())
+    assert math.isfinite(row.bd_rate_pct) and row.bd_rate_pct > 0
+    assert row.overlap_low == pytest.approx(max(m.min() for m in means.values()))
+    assert row.overlap_high == pytest.approx(min(m.max() for m in means.values()))

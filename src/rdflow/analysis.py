@@ -95,8 +95,16 @@ def bd_rate_inputs(config: dict) -> dict[str, list[str]]:
         "image": [f"results/image_rd_{d}_summary.csv" for d in sorted(config.get("datasets") or {})],
         "video": [f"results/video_rd_{s}_summary.csv" for s in sorted(sequences(config))],
     }
+    targets = None
     for section, (path, _) in EXTRA_TABLES.items():
-        out[section] = [path] if _section_enabled(config, section) else []
+        out[section] = []
+        if _section_enabled(config, section):
+            if targets is None:  # the stage makes its table only when it has work
+                from .study import all_targets
+
+                targets = set(all_targets(config))
+            if path in targets:
+                out[section] = [path]
     return out
 
 
