@@ -75,7 +75,8 @@ def run_tiny(slurm, workdir: Path, *config: str) -> SimpleNamespace:
     t0 = time.monotonic()
     proc = slurm.snakemake(
         workdir,
-        "--group-components", f"coding={GROUP}",         # profile says 10: keep the test short
+        # profile says coding=10: keep the test short (a CLI list replaces the profile's)
+        "--group-components", f"coding={GROUP}", "imaging=24",
         "--slurm-init-seconds-before-status-checks", "2",  # profile says 40 (fine on a cluster)
         "--config", f"frames={FRAMES}", *config,
         snakefile=TINY, profile=PROFILE, timeout=500,
@@ -106,7 +107,7 @@ def test_cluster_runs_a_batch_job(slurm, tmp_path):
                for j in slurm.finished_jobs())
 
 
-def test_frames_are_grouped_into_few_submissions(first_run):
+def test_frames_are_grouped_into_few_submissions(slurm, first_run):
     coding = [j for j in first_run.jobs if j["comment"] == "rule_coding_compress_frame"]
     assert len(coding) == math.ceil(FRAMES / GROUP), first_run.proc.stdout[-4000:]
     assert {j["state"] for j in coding} == {"COMPLETED"}
@@ -115,14 +116,30 @@ def test_frames_are_grouped_into_few_submissions(first_run):
     assert ran_in == {j["id"] for j in coding}
     # the other rules: one submission each
     others = sorted(j["comment"] for j in first_run.jobs if j not in coding)
-    assert others == ["rule_compress_image", "rule_detect", "rule_slow", "rule_vmaf"]
+    assert others == ["rule_detect_decoded", "rule_imaging_compress_image", "rule_slow",
+                      "rule_vmaf_video"]
+    # what the profile promises for a group of 3 frames under `resources: gpu: 2`:
+    # 2 GPUs, 2 x 8000 MB, runtime 10 min x 2 rounds (frames 1+2, then frame 3)
+    for job in coding:
+        info = slurm.job_info(job["id"])
+        assert "gpu:2" in info["TresPerJob"], info
+        assert info["MinMemoryNode"] == "16000M", info
+        assert info["TimeLimit"] == "00:20:00", info
 
 
-def test_gpu_stages_get_a_gpu_and_the_others_do_not(first_run):
+def test_gpu_stages_get_a_gpu_and_the_others_do_not(slurm, first_run):
     wd = first_run.wd
     for gpu_out in ["image.txt", "detect.txt", *(f"frames/{i}.txt" for i in range(FRAMES))]:
         assert _where(wd / gpu_out)["CUDA_VISIBLE_DEVICES"] != "-", gpu_out
-    assert _where(wd / "vmaf.txt")["CUDA_VISIBLE_DEVICES"] == "-"
+    vmaf = _where(wd / "vmaf.txt")
+    assert vmaf["CUDA_VISIBLE_DEVICES"] == "-"
+    assert vmaf["CPUS"] == "2"  # --cpus-per-task follows the rule's threads
+    by_rule = {j["comment"]: slurm.job_info(j["id"]) for j in first_run.jobs}
+    image, vmaf_job = by_rule["rule_imaging_compress_image"], by_rule["rule_vmaf_video"]
+    assert "gpu:1" in image["TresPerJob"] and image["MinMemoryNode"] == "8000M"
+    assert image["TimeLimit"] == "00:10:00"
+    assert "gpu" not in vmaf_job.get("TresPerJob", "") and vmaf_job["NumCPUs"] == "2"
+    assert vmaf_job["MinMemoryNode"] == "4000M" and vmaf_job["TimeLimit"] == "01:00:00"
 
 
 def test_time_limit_kill_is_reported_as_failed(first_run):
@@ -134,6 +151,7 @@ def test_time_limit_kill_is_reported_as_failed(first_run):
     assert not (first_run.wd / "slow.txt").exists()
     # keep-going: the independent jobs finished anyway
     assert (first_run.wd / "vmaf.txt").exists()
+    assert len(list((first_run.wd / "frames").glob("*.txt"))) == FRAMES
 
 
 def test_rerun_resumes_only_the_killed_job(slurm, first_run):
@@ -171,3 +189,34 @@ def test_profile_without_sbatch_fails_clearly(tmp_path):
     assert proc.returncode != 0
     assert "sbatch" in proc.stdout and "not on PATH" in proc.stdout, proc.stdout[-3000:]
     assert "has been submitted with SLURM jobid" not in proc.stdout
+
+
+def _workflow_rule_names() -> set[str]:
+    import re
+
+    names = set()
+    for f in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        if f.exists():
+            text = f.read_text()
+            names |= set(re.findall(r"^(?:rule|checkpoint)\s+(\w+)\s*:", text, re.M))
+            names |= set(re.findall(r"^use rule .* as (\w+)", text, re.M))
+    return names
+
+
+def test_profile_names_rules_that_exist():
+    """snakemake silently ignores set-resources/groups for unknown rule names, so a renamed
+    rule would quietly lose its memory/time limits or its grouping on the cluster."""
+    import yaml
+
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    rules = _workflow_rule_names()
+    if not rules:
+        pytest.skip("no Snakefile/workflow rules in this checkout")
+    named = set(profile["set-resources"]) | set(profile["groups"])
+    assert named - rules == set(), f"profiles/slurm names rules the workflow lacks: {named - rules}"
+    assert set(profile["group-components"]) == set(profile["groups"].values())
+    assert profile["slurm-status-command"] == "squeue"
+    assert profile["executor"] == "slurm"
+    # GPU requests stay with the rules (per codec/backend); the profile must not force them
+    assert all("gpu" not in r and "cpus_per_task" not in r
+               for r in profile["set-resources"].values())

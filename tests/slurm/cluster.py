@@ -366,6 +366,11 @@ class SlurmCluster:
         keys = ("id", "state", "name", "comment")
         return [dict(zip(keys, line.split("|", 3))) for line in out.splitlines() if line]
 
+    def job_info(self, jobid: str) -> dict[str, str]:
+        """``scontrol show job`` as a dict (TimeLimit, NumCPUs, MinMemoryNode, TresPerJob...)."""
+        out = self.run(["scontrol", "show", "job", "--oneliner", jobid]).stdout
+        return dict(re.findall(r"(\w+)=(\S*)", out))
+
     def snakemake(self, workdir: str | os.PathLike, *args: str, snakefile: str | os.PathLike,
                   profile: str | os.PathLike | None = None, timeout: float = 600,
                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -1,7 +1,9 @@
-# A stand-in for the study with the rule names profiles/slurm configures (compress_frame,
-# compress_image, detect, vmaf), so tests/test_slurm.py can check the profile's grouping,
-# GPU requests, failure reporting and resume on a real SLURM within a minute or two.
-# Each job writes where it ran: SLURM job id, CUDA_VISIBLE_DEVICES, host.
+# A stand-in for the study, with rule names of the real workflow that profiles/slurm
+# configures (compress_frame, compress_image, detect_decoded, vmaf_video) and the same GPU
+# declarations (resources: gpu=1 where the real rule asks for a GPU), so tests/test_slurm.py
+# can check the profile's grouping, GPU requests, failure reporting and resume on a real
+# SLURM within a few minutes. Each job writes where it ran: SLURM job id,
+# CUDA_VISIBLE_DEVICES, host.
 #
 # config: frames (int, default 6): compress_frame jobs
 #         slow_sleep (s, default 1), slow_runtime (min, default 5): the `slow` job, used to
@@ -45,6 +47,8 @@ rule all:
 rule compress_frame:
     output:
         "frames/{i}.txt",
+    resources:
+        gpu=1,
     run:
         with open(output[0], "w") as f:
             f.write(where() + "\n")
@@ -53,19 +57,25 @@ rule compress_frame:
 rule compress_image:
     output:
         "image.txt",
+    resources:
+        gpu=1,
     run:
         with open(output[0], "w") as f:
             f.write(where() + "\n")
 
 
-use rule compress_image as detect with:
+use rule compress_image as detect_decoded with:
     output:
         "detect.txt",
 
 
-use rule compress_image as vmaf with:
+rule vmaf_video:
     output:
         "vmaf.txt",
+    threads: 2
+    run:
+        with open(output[0], "w") as f:
+            f.write(where() + f" CPUS={os.environ.get('SLURM_CPUS_PER_TASK', '-')}\n")
 
 
 rule slow:
