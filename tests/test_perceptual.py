@@ -391,7 +391,17 @@ def test_workflow_vmaf_matches_direct_ffmpeg(tmp_path):
     assert not list((work / "results").rglob("[0-9]*.png"))
     assert not list((work / "results/image").rglob("*.png"))
     assert planned_jobs(work) == {}
+    # one frame's row deleted: that group's VMAF is redone, which needs all its (temporary)
+    # reconstructions again: every frame of that (sequence, codec, quality) is recoded
+    (work / "results/video/synth/jpeg/q80/3.json").unlink()
+    plan = planned_jobs(work)
+    assert plan["compress_frame"] == 3 and plan["vmaf_video"] == 1 and plan["vmaf_table"] == 1
+    assert "vmaf_image" not in plan
+    run_snakemake(work)
+    t2 = pd.read_csv(work / "results/vmaf.csv")
+    pd.testing.assert_frame_equal(t2, t)  # deterministic: the same numbers again
     # switched off: no VMAF job is planned
     cfg["vmaf"] = {"enabled": False}
     write_config(work, cfg)
-    assert planned_jobs(work) == {}
+    plan = planned_jobs(work)
+    assert not [r for r in plan if "vmaf" in r] and "compress_frame" not in plan

@@ -1,6 +1,7 @@
 # Stage: perceptual quality. VMAF (libvmaf in imageio-ffmpeg's ffmpeg) on every coded frame and
 # image, joined with the RD rows, and how PSNR and MS-SSIM track it (rdflow.perceptual).
 # The jobs list the temp() reconstruction PNGs as inputs, which keeps them until VMAF ran.
+# No benchmark: (in-thread jobs, see compress.smk); each job logs its own time.
 from types import SimpleNamespace
 
 from rdflow import perceptual
@@ -24,8 +25,6 @@ rule vmaf_video:
         **vmaf_log_output("results/vmaf/video/{sequence}/{codec}/q{quality}.vmaf.json"),
     log:
         "logs/vmaf_video/{sequence}/{codec}/q{quality}.log",
-    benchmark:
-        "benchmarks/vmaf_video/{sequence}/{codec}/q{quality}.tsv"
     threads: 4
     run:
         from rdflow.runtime import job_log
@@ -46,8 +45,6 @@ rule vmaf_image:
         **vmaf_log_output("results/vmaf/image/{dataset}/{codec}/q{quality}.vmaf.json"),
     log:
         "logs/vmaf_image/{dataset}/{codec}/q{quality}.log",
-    benchmark:
-        "benchmarks/vmaf_image/{dataset}/{codec}/q{quality}.tsv"
     params:
         images=lambda wc: list(IMAGES[wc.dataset]),
     threads: 4
@@ -65,8 +62,8 @@ rule vmaf_table:
     input:
         **perceptual.table_inputs(config),
     output:
-        table=report("results/vmaf.csv", caption="../report/vmaf_table.rst", category="VMAF"),
-        corr=report("results/vmaf_correlation.csv", caption="../report/vmaf_correlation.rst", category="VMAF"),
+        table=report("results/vmaf.csv", caption="../report/vmaf_table.rst", category="Perceptual"),
+        corr=report("results/vmaf_correlation.csv", caption="../report/vmaf_correlation.rst", category="Perceptual"),
     log:
         "logs/vmaf_table.log",
     run:
@@ -81,7 +78,7 @@ rule plot_vmaf_bpp:
         table="results/vmaf.csv",
     output:
         png=report("results/figures/vmaf_bpp_{domain}_{name}.png", caption="../report/vmaf_bpp.rst",
-                   category="VMAF", subcategory="{name}"),
+                   category="Perceptual", subcategory="{name}"),
         pdf="results/figures/vmaf_bpp_{domain}_{name}.pdf",
     wildcard_constraints:
         domain="video|image",
@@ -101,7 +98,7 @@ rule plot_vmaf_vs_psnr_video:
         corr="results/vmaf_correlation.csv",
     output:
         png=report("results/figures/vmaf_vs_psnr_video.png", caption="../report/vmaf_vs_psnr.rst",
-                   category="VMAF"),
+                   category="Perceptual"),
         pdf="results/figures/vmaf_vs_psnr_video.pdf",
     log:
         "logs/plot_vmaf_vs_psnr/video.log",
@@ -118,7 +115,7 @@ rule plot_vmaf_vs_psnr_image:
         corr="results/vmaf_correlation.csv",
     output:
         png=report("results/figures/vmaf_vs_psnr_image_{dataset}.png", caption="../report/vmaf_vs_psnr.rst",
-                   category="VMAF", subcategory="{dataset}"),
+                   category="Perceptual", subcategory="{dataset}"),
         pdf="results/figures/vmaf_vs_psnr_image_{dataset}.pdf",
     log:
         "logs/plot_vmaf_vs_psnr/image_{dataset}.log",
