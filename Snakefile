@@ -19,6 +19,7 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/vmaf.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/detect.smk"
+include: "workflow/rules/video_codecs.smk"
 
 
 rule all:

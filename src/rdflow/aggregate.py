@@ -23,10 +23,11 @@ def order_columns(df):
 
 
 def gather(paths: list[str | Path]):
-    """One row per JSON file; sorted by codec, quality, item."""
+    """One row per JSON file (a file holding a JSON list gives one row per element: the
+    per-frame rows of a sequence codec); sorted by codec, quality, item."""
     import pandas as pd
 
-    rows = [read_json(p) for p in paths]
+    rows = [r for p in paths for r in (lambda x: x if isinstance(x, list) else [x])(read_json(p))]
     if not rows:
         raise ValueError("no result rows to gather")
     df = pd.DataFrame(rows)

@@ -67,6 +67,7 @@ def download_targets(config: dict) -> list[str]:
         if s["source"] == "uvg":
             out.append(f"resources/video/{name}.7z")
     from .machine_vision import download_targets as detection_downloads; out += detection_downloads(config)  # noqa: E702
+    from .video_codecs import download_targets as video_codec_downloads; out += video_codec_downloads(config)  # noqa: E702
     return sorted(set(out))
 
 
@@ -84,3 +85,4 @@ from .perceptual import vmaf_targets; TARGET_FUNCTIONS.append(vmaf_targets)  # n
 from .analysis import analysis_targets; TARGET_FUNCTIONS.append(analysis_targets)  # noqa: E402,E702
 from .ablation import ablation_targets; TARGET_FUNCTIONS.append(ablation_targets)  # noqa: E402,E702
 from .machine_vision import machine_vision_targets; TARGET_FUNCTIONS.append(machine_vision_targets)  # noqa: E402,E702
+from .video_codecs import video_codec_targets; TARGET_FUNCTIONS.append(video_codec_targets)  # noqa: E402,E702

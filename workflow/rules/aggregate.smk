@@ -52,7 +52,7 @@ rule plot_image_rd:
 
 rule aggregate_video:
     input:
-        rows=lambda wc: study.video_rows(config, wc.sequence),
+        rows=lambda wc: study.video_rows(config, wc.sequence) + video_codec_rows(config, wc.sequence),
     output:
         csv=report(
             "results/video_rd_{sequence}.csv",
