@@ -2,7 +2,8 @@
 # (sequence, video codec, quality) codes the selected frames as ONE bitstream with inter
 # prediction, decodes it from the file and writes one row per frame (a JSON list), which
 # aggregate_video puts into results/video_rd_{sequence}.csv beside the image codecs' frame rows.
-# Logic: rdflow.video_codecs (README, "Video codecs").
+# Logic: rdflow.video_codecs (README, "Video codecs"). No benchmark: (an in-thread job: it would
+# sample the whole Snakemake process); the rows hold the codec's own enc_s/dec_s.
 from rdflow.video_codecs import sequence_rows as video_codec_rows
 from rdflow.video_codecs import video_codec_configs
 from rdflow.video_codecs import weights_file as video_codec_weights_file
@@ -36,8 +37,6 @@ rule compress_sequence:
         codec=_alternatives(VIDEO_CODEC_NAMES),
     log:
         "logs/compress_sequence/{sequence}/{codec}/q{quality}.log",
-    benchmark:
-        "benchmarks/compress_sequence/{sequence}/{codec}/q{quality}.tsv"
     threads: video_codec_threads
     resources:
         gpu=gpu_for_video_codec,
