@@ -71,9 +71,14 @@ def process_memory() -> dict:
     import psutil
 
     out = {"process_rss_mb": psutil.Process().memory_info().rss / 2**20}
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["process_vram_mb"] = torch.cuda.memory_reserved() / 2**20
+    # another job thread may be importing torch right now: only look at a complete module, and
+    # only when CUDA was initialised by a codec (never initialise it from here)
+    cuda = getattr(sys.modules.get("torch"), "cuda", None)
+    try:
+        if cuda is not None and cuda.is_initialized():
+            out["process_vram_mb"] = cuda.memory_reserved() / 2**20
+    except (AttributeError, RuntimeError):
+        pass
     return out
 
 
