@@ -6,7 +6,7 @@ default ../shared/data/video/cars_320x240.i420, 30 frames x 2 architectures x 2 
 random weights, device cpu — once with the VMAF stage off and once with it on, each in a
 fresh folder from process start; `--repeats R` alternates off/on R times and keeps the
 median of each. Prints both wall times and the VMAF share
-(on - off) / on (target <= 10 %), and, as a cross-check that does not depend on the machine's
+(on - off) / on (target <= 10 %) overall and per repeat, and, as a cross-check that does not depend on the machine's
 noise, the VMAF jobs' own time summed from their logs (rdflow.perceptual logs "in X s" per job)
 as a share of the "on" wall time, with libvmaf's frames per second.
 
@@ -114,6 +114,9 @@ def main() -> None:
     print(f"  wall time, VMAF off: {off:7.1f} s")
     print(f"  wall time, VMAF on:  {on:7.1f} s")
     print(f"  VMAF share (on - off) / on = {(on - off) / on * 100:5.1f} % (target <= 10 %)")
+    pairs = [f"{(b - a) / b * 100:+.1f} %" for a, b in zip(walls[False], walls[True])]
+    print(f"  per repeat (runs back to back, less exposed to the machine's drift): "
+          f"{', '.join(pairs)}")
     print(f"  VMAF jobs' own time: {job_s:.2f} s for {n_points} jobs / {n_frames} frames "
           f"({n_frames / job_s:.0f} frames/s incl. {io_s:.2f} s reading PNGs and converting) "
           f"= {job_s / on * 100:.1f} % of the 'on' wall time")
