@@ -24,9 +24,10 @@ def make_raw(path, w=64, h=48, n=12, seed=0):
     path.write_bytes(b"".join(frames))
 
 
-def base_config(raw, count=4):
+def base_config(raw, count=4, vmaf=False):
     return {
         "device": "cpu",
+        "vmaf": {"enabled": vmaf},
         "codecs": {"jpeg": {"kind": "jpeg", "qualities": [40, 80]},
                    "hp": {"kind": "learned", "architecture": "bmshj2018-hyperprior",
                           "weights": "random", "qualities": [2]}},
@@ -71,6 +72,23 @@ def test_video_rows_and_granularity(tmp_path):
     (work / "results/video/synth/jpeg/q80/2.json").unlink()
     plan = planned_jobs(work)
     assert plan["compress_frame"] == 1 and plan["aggregate_video"] == 1
+
+
+def test_granularity_with_vmaf_and_kept_reconstructions(tmp_path):
+    """VMAF needs every reconstruction of a group: kept, only new frames are coded."""
+    raw = tmp_path / "synth_64x48.yuv"
+    make_raw(raw)
+    work = tmp_path / "study"
+    cfg = base_config(raw, vmaf=True)
+    cfg["keep_reconstructions"] = True
+    cfg["codecs"].pop("hp")
+    write_config(work, cfg)
+    run_snakemake(work)
+    assert len(list((work / "results/video").rglob("*.png"))) == 8
+    cfg["video"]["frames"]["count"] = 6
+    write_config(work, cfg)
+    plan = planned_jobs(work)
+    assert plan["compress_frame"] == 2 * 2 and plan["vmaf_video"] == 2
 
 
 def test_more_frames_than_the_file_has_fails_at_start(tmp_path):

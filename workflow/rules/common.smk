@@ -33,6 +33,11 @@ wildcard_constraints:
     frame=r"\d+",
 
 
+def reconstruction(path):
+    """Decoded reconstructions are temp() unless keep_reconstructions is set (see the schema)."""
+    return path if config["keep_reconstructions"] else temp(path)
+
+
 def all_targets():
     """Tables and figures, and every per-item result: a deleted item result is redone (with
     its aggregation) even when the tables that used it are still there."""
@@ -65,3 +70,11 @@ def gpu_for_codec(wc):
     """GPU rules declare resources: gpu=1 (learned codecs when a GPU may be used)."""
     c = config["codecs"][wc.codec]
     return int(c["kind"] == "learned" and config["device"] != "cpu")
+
+
+onstart:
+    # --profile profiles/slurm: fail before any submission where SLURM cannot work (the plugin
+    # would wait forever instead): rdflow.cluster.check_executor; a no-op for other executors.
+    import rdflow.cluster
+
+    rdflow.cluster.check_executor(workflow)

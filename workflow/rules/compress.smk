@@ -14,7 +14,7 @@ rule compress_image:
     output:
         bitstream="results/image/{dataset}/{codec}/q{quality}/{image}.bin",
         row="results/image/{dataset}/{codec}/q{quality}/{image}.json",
-        recon=temp("results/image/{dataset}/{codec}/q{quality}/{image}.png"),
+        recon=reconstruction("results/image/{dataset}/{codec}/q{quality}/{image}.png"),
     log:
         "logs/compress_image/{dataset}/{codec}/q{quality}/{image}.log",
     params:
@@ -51,7 +51,7 @@ rule compress_frame:
     output:
         bitstream="results/video/{sequence}/{codec}/q{quality}/{frame}.bin",
         row="results/video/{sequence}/{codec}/q{quality}/{frame}.json",
-        recon=temp("results/video/{sequence}/{codec}/q{quality}/{frame}.png"),
+        recon=reconstruction("results/video/{sequence}/{codec}/q{quality}/{frame}.png"),
     log:
         "logs/compress_frame/{sequence}/{codec}/q{quality}/{frame}.log",
     threads: 1
