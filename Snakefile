@@ -20,6 +20,7 @@ include: "workflow/rules/vmaf.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/detect.smk"
 include: "workflow/rules/video_codecs.smk"
+include: "workflow/rules/profile.smk"
 
 
 rule all:

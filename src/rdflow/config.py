@@ -92,6 +92,7 @@ def check(config: dict) -> None:
     from .analysis import check as check_bd_rate; check_bd_rate(config)  # noqa: E702
     from .machine_vision import check as check_detection; check_detection(config)  # noqa: E702
     from .video_codecs import check as check_video_codecs; check_video_codecs(config)  # noqa: E702
+    from .complexity import check as check_complexity; check_complexity(config)  # noqa: E702
 
 
 def dataset_images(config: dict, name: str) -> dict[str, str | None]:

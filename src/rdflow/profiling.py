@@ -621,6 +621,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 # the study
 # ------------------------------------------------------------------------------------------
+def _is_oom(error: str) -> bool:
+    e = error.lower()
+    return any(k in e for k in ("memoryerror", "allocate", "out of memory", "cannot allocate"))
+
+
 def _error_text(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
     return text[:500]
@@ -782,7 +787,9 @@ def _worker_main() -> None:
             return
         try:
             if msg[0] == "init":
-                _, user_init, holder.threads = msg  # no torch import for classical codecs
+                _, user_init, holder.threads, limit_mb = msg  # no torch import for classical codecs
+                if limit_mb is not None:
+                    _limit_data_memory(limit_mb)
                 if user_init is not None:
                     user_init()
                 reply("ok", None)
@@ -794,8 +801,23 @@ def _worker_main() -> None:
             reply("error", exc)
 
 
+def _limit_data_memory(limit_mb: float) -> None:
+    """Cap this process's data memory (heap and private anonymous mappings: Linux
+    RLIMIT_DATA) at ``limit_mb`` MiB: an allocation beyond it fails (MemoryError, torch's
+    "can't allocate memory"), so an oversized resolution becomes a failed row instead of
+    swapping or waking the kernel's OOM killer."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    soft = int(limit_mb * MIB)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
 class _Worker:
-    def __init__(self, user_init: Callable[[], None] | None, threads: int | None):
+    def __init__(self, user_init: Callable[[], None] | None, threads: int | None,
+                 memory_limit_mb: float | None = None):
         import subprocess
         import sys
 
@@ -805,7 +827,7 @@ class _Worker:
             [sys.executable, "-c", "from rdflow.profiling import _worker_main; _worker_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         try:
-            self._call(("init", user_init, threads))
+            self._call(("init", user_init, threads, memory_limit_mb))
         except _WorkerDied as exc:
             raise RdflowError(f"the complexity worker process did not start ({exc}); "
                               "run with isolate: false or fix the error printed above") from None
@@ -859,7 +881,7 @@ def complexity_study(specs: Iterable, resolutions: Sequence, device: str | None 
                      repeats: int = 5, *, warmup: int = 1, image: np.ndarray | str | os.PathLike | None = None,
                      threads: int | None = None, split_repeats: int | None = None, macs: bool = True,
                      isolate: bool = False, worker_init: Callable[[], None] | None = None,
-                     rss_method: str = "auto") -> list[dict]:
+                     rss_method: str = "auto", memory_limit_mb: float | None = None) -> list[dict]:
     """One row (:data:`COLUMNS`) per (codec spec, resolution).
 
     specs: :class:`rdflow.codecs.CodecSpec` (learned ones run on ``device``; ``None`` keeps
@@ -871,6 +893,9 @@ def complexity_study(specs: Iterable, resolutions: Sequence, device: str | None 
     codec in a fresh child process (``python -c``; clean RSS and CPU time, survives the OOM
     killer, needs no ``if __name__ == "__main__"`` guard in the calling script);
     ``worker_init`` is called in each child first (e.g. to register plugin codecs).
+    memory_limit_mb: with ``isolate``, cap each child's data memory (RLIMIT_DATA, Linux; the
+    interpreter, torch and the model count too, about 1 GiB with CompressAI): a resolution
+    that needs more gives a failed row that says so.
     """
     from .codecs import CodecSpec
     from .codecs.base import codec_class
@@ -881,6 +906,14 @@ def complexity_study(specs: Iterable, resolutions: Sequence, device: str | None 
         raise RdflowError(f"complexity.warmup must be an integer >= 0, got {warmup!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise RdflowError(f"complexity.threads must be an integer >= 1 or empty, got {threads!r}")
+    if memory_limit_mb is not None:
+        if isinstance(memory_limit_mb, bool) or not isinstance(memory_limit_mb, (int, float)) \
+                or memory_limit_mb <= 0:
+            raise RdflowError(f"complexity.memory_limit_mb must be a positive number of MiB or empty, "
+                              f"got {memory_limit_mb!r}")
+        if not isolate:
+            raise RdflowError("complexity.memory_limit_mb needs complexity.isolate: true (the limit "
+                              "applies to the child process that measures)")
     sizes = [parse_resolution(r) for r in resolutions]
     if not sizes:
         raise RdflowError("complexity.resolutions is empty: list at least one, e.g. [\"512x512\"]")
@@ -929,7 +962,7 @@ def complexity_study(specs: Iterable, resolutions: Sequence, device: str | None 
         return rows
 
     for spec in specs:
-        worker = _Worker(worker_init, threads)
+        worker = _Worker(worker_init, threads, memory_limit_mb)
         try:
             for w, h in sizes:
                 try:
@@ -940,7 +973,9 @@ def complexity_study(specs: Iterable, resolutions: Sequence, device: str | None 
                     row.update(status="failed", error=str(exc))
                     log.warning("complexity: %s q%s at %dx%d: %s", spec.name, spec.quality, w, h, exc)
                     worker.close()
-                    worker = _Worker(worker_init, threads)
+                    worker = _Worker(worker_init, threads, memory_limit_mb)
+                if memory_limit_mb is not None and row["status"] == "failed" and _is_oom(row["error"]):
+                    row["error"] = f"{row['error']} [limit complexity.memory_limit_mb={memory_limit_mb:g}]"[:600]
                 rows.append(row)
         finally:
             worker.close()
@@ -962,9 +997,11 @@ def write_complexity_csv(rows: list[dict], path: str | os.PathLike) -> None:
 def plot_complexity(rows_or_frame, out_dir: str | os.PathLike, *,
                     suffixes: Sequence[str] = (".png",)) -> list[Path]:
     """Two figures from complexity rows: ``complexity_bpp_time`` (bpp vs encode and decode
-    time at the largest measured resolution, one curve per codec) and
-    ``complexity_resolution`` (encode/decode time and peak RSS vs megapixels, per codec at its
-    median quality). Failed rows are left out. Returns the written paths.
+    time at the largest resolution where every curve has a successful row; one curve per
+    codec, or per codec and device when rows come from several devices) and
+    ``complexity_resolution`` (encode/decode time, peak RSS and, from a GPU, peak VRAM vs
+    megapixels, per curve at its median quality). Failed rows are left out. Returns the
+    written paths.
     """
     import pandas as pd
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -978,6 +1015,9 @@ def plot_complexity(rows_or_frame, out_dir: str | os.PathLike, *,
         raise RdflowError("no successful complexity rows to plot (every measurement failed; "
                           "see the error column of results/complexity.csv)")
     df["mpx"] = df["width"] * df["height"] / 1e6
+    # one curve per (codec, device): a codec measured on CPU and GPU gives two curves
+    multi = df["device"].astype(str).nunique() > 1
+    df["curve"] = df["codec"].astype(str) + (" (" + df["device"].astype(str) + ")" if multi else "")
     out_dir = Path(out_dir)
     written: list[Path] = []
 
@@ -989,12 +1029,18 @@ def plot_complexity(rows_or_frame, out_dir: str | os.PathLike, *,
                 fig.savefig(tmp, format=suf.lstrip("."), dpi=150)
             written.append(p)
 
-    # bpp vs time at the largest resolution
-    big = df[df["mpx"] == df["mpx"].max()]
+    # bpp vs time at the largest resolution where every curve has a successful row (else the
+    # largest of all, the missing curves named in the title)
+    sizes = sorted({(int(w), int(h)) for w, h in zip(df["width"], df["height"])},
+                   key=lambda wh: (wh[0] * wh[1], wh), reverse=True)
+    curves = set(df["curve"])
+    at = {wh: df[(df["width"] == wh[0]) & (df["height"] == wh[1])] for wh in sizes}
+    common = [wh for wh in sizes if set(at[wh]["curve"]) == curves]
+    big = at[common[0] if common else sizes[0]]
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, col, label in ((axes[0], "enc_s_median", "Encode"), (axes[1], "dec_s_median", "Decode")):
-        for name, g in big.groupby("codec", sort=True):
+        for name, g in big.groupby("curve", sort=True):
             g = g.sort_values("bpp")
             mid = g[col].to_numpy(float)
             lo = mid - g[col.replace("median", "p25")].to_numpy(float)
@@ -1007,25 +1053,31 @@ def plot_complexity(rows_or_frame, out_dir: str | os.PathLike, *,
         ax.grid(True, which="both", alpha=0.3)
     w, h = int(big["width"].iloc[0]), int(big["height"].iloc[0])
     dev = ", ".join(sorted(set(big["device"].astype(str))))
-    fig.suptitle(f"Rate vs coding time at {w}x{h} ({dev})")
+    missing = sorted(set(df["curve"]) - set(big["curve"]))
+    note = f"; no successful row at this size: {', '.join(missing)}" if missing else ""
+    fig.suptitle(f"Rate vs coding time at {w}x{h} ({dev}){note}")
     axes[0].legend(fontsize="small")
     save(fig, "complexity_bpp_time")
 
-    # time and memory vs resolution
-    fig = Figure(figsize=(13, 4.2), layout="constrained")
-    axes = fig.subplots(1, 3)
-    for name, g in df.groupby("codec", sort=True):
+    # time and memory vs resolution (a fourth panel with peak VRAM when a GPU was measured)
+    vram = "max_vram_alloc_mb" in df and df["max_vram_alloc_mb"].astype(float).notna().any()
+    panels = [("enc_s_median", "Encode time, median [s]"), ("dec_s_median", "Decode time, median [s]"),
+              ("max_rss_mb", "Peak RSS of the process [MiB]")]
+    if vram:
+        panels.append(("max_vram_alloc_mb", "Peak VRAM allocated [MiB]"))
+    fig = Figure(figsize=(4.4 * len(panels), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    for name, g in df.groupby("curve", sort=True):
         qs = sorted(g["quality"].unique())
         q = qs[len(qs) // 2]
         g = g[g["quality"] == q].sort_values("mpx")
-        label = f"{name} q{q}"
-        axes[0].plot(g["mpx"], g["enc_s_median"], marker="o", label=label)
-        axes[1].plot(g["mpx"], g["dec_s_median"], marker="o", label=label)
-        axes[2].plot(g["mpx"], g["max_rss_mb"], marker="o", label=label)
-    for ax, ylab in zip(axes, ("Encode time, median [s]", "Decode time, median [s]", "Peak RSS [MiB]")):
+        for ax, (col, _) in zip(axes, panels):
+            ax.plot(g["mpx"], g[col].astype(float), marker="o", label=f"{name} q{q}")
+    for ax, (_, ylab) in zip(axes, panels):
         ax.set_xlabel("Resolution [megapixels]")
         ax.set_ylabel(ylab)
-        ax.grid(True, alpha=0.3)
+        ax.set_xscale("log")
+        ax.grid(True, which="both", alpha=0.3)
     axes[0].set_yscale("log")
     axes[1].set_yscale("log")
     axes[0].legend(fontsize="small")

@@ -86,3 +86,4 @@ from .analysis import analysis_targets; TARGET_FUNCTIONS.append(analysis_targets
 from .ablation import ablation_targets; TARGET_FUNCTIONS.append(ablation_targets)  # noqa: E402,E702
 from .machine_vision import machine_vision_targets; TARGET_FUNCTIONS.append(machine_vision_targets)  # noqa: E402,E702
 from .video_codecs import video_codec_targets; TARGET_FUNCTIONS.append(video_codec_targets)  # noqa: E402,E702
+from .complexity import complexity_targets; TARGET_FUNCTIONS.append(complexity_targets)  # noqa: E402,E702

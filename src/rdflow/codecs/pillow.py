@@ -12,6 +12,7 @@ from .base import Codec, register
 class PillowCodec(Codec):
     format: str = ""
     quality_range = (0, 100)
+    threads = 1  # libjpeg/libwebp through Pillow code on the calling thread (complexity.csv)
 
     def save_kwargs(self) -> dict:
         return {"quality": int(self.spec.quality)}

@@ -1,0 +1,21 @@
+"""Snakemake ``script:`` entry point of rule complexity_codec (workflow/rules/profile.smk).
+
+A process of its own on purpose: the job's benchmark and its measurements (process RSS and CPU
+time, torch threads) must see this job only, not the Snakemake process whose threads run the
+coding jobs. Logic: rdflow.complexity.codec_job.
+"""
+
+import sys
+from pathlib import Path
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+sys.path.insert(0, str(Path(sm.scriptdir).resolve().parent / "src"))  # rdflow without install too
+
+from rdflow.complexity import codec_job  # noqa: E402
+from rdflow.runtime import job_log  # noqa: E402
+
+weights = {k: v for k, v in sm.input.items() if k.startswith("q")}
+image = list(sm.input.image)
+with job_log(sm.log[0]):
+    codec_job(config=dict(sm.config), codec=sm.wildcards.codec, out_csv=sm.output[0], weights=weights,
+              image_path=image[0] if image else None, threads=sm.threads)
