@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 TINY = REPO / "tests" / "slurm" / "tiny.smk"
 FRAMES, GROUP = 6, 3  # -> ceil(6/3) = 2 coding submissions
+# the profile's group names (their wildcards keep codecs, qualities, sequences apart)
+CODING, IMAGING = "coding_{sequence}_{codec}_q{quality}", "imaging_{dataset}_{codec}_q{quality}"
 
 _spec = importlib.util.spec_from_file_location("rdflow_test_slurm_cluster",
                                                REPO / "tests" / "slurm" / "cluster.py")
@@ -61,33 +64,42 @@ def require_real_slurm() -> None:
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    """A running one-node cluster: 16 CPUs, 64 GB, 2 (fake) GPUs, so the profile's
-    per-rule requests fit whatever the CI machine has."""
+    """A running one-node cluster: 16 CPUs, 128 GB, 2 (fake) GPUs, so the profile's
+    per-rule requests of two runs at once (tiny.smk and the study) fit whatever the CI
+    machine has."""
     require_real_slurm()
-    with SlurmCluster(tmp_path_factory.mktemp("slurm"), cpus=16, mem_mb=64000, gpus=2) as c:
+    with SlurmCluster(tmp_path_factory.mktemp("slurm"), cpus=16, mem_mb=128000, gpus=2) as c:
         yield c
 
 
 def run_tiny(slurm, workdir: Path, *config: str) -> SimpleNamespace:
     """tiny.smk through profiles/slurm; returns the process, the SLURM jobs it submitted
     (from squeue) and its wall time."""
-    before = {j["id"] for j in slurm.jobs()}
     t0 = time.monotonic()
     proc = slurm.snakemake(
         workdir,
-        # profile says coding=10: keep the test short (a CLI list replaces the profile's)
-        "--group-components", f"coding={GROUP}", "imaging=24",
+        # profile says 10 frames: keep the test short (a CLI list replaces the profile's)
+        "--group-components", f"{CODING}={GROUP}", f"{IMAGING}=24",
         "--slurm-init-seconds-before-status-checks", "2",  # profile says 40 (fine on a cluster)
         "--config", f"frames={FRAMES}", *config,
         snakefile=TINY, profile=PROFILE, timeout=500,
     )
-    jobs = [j for j in slurm.jobs() if j["id"] not in before]
-    return SimpleNamespace(proc=proc, jobs=jobs, seconds=time.monotonic() - t0, wd=workdir)
+    return SimpleNamespace(proc=proc, jobs=jobs_of(slurm, proc.stdout),
+                           seconds=time.monotonic() - t0, wd=workdir)
+
+
+def jobs_of(slurm, snakemake_output: str) -> list[dict[str, str]]:
+    """The SLURM jobs (squeue rows) one snakemake run submitted."""
+    ids = set(slurm.submitted(snakemake_output))
+    return [j for j in slurm.jobs() if j["id"] in ids]
 
 
 @pytest.fixture(scope="module")
-def first_run(slurm, tmp_path_factory):
-    """Everything runs; `slow` sleeps 300 s under a 1-minute limit and is killed by SLURM."""
+def first_run(slurm, study_started, tmp_path_factory):
+    """Everything runs; `slow` sleeps 300 s under a 1-minute limit and is killed by SLURM.
+
+    The study's SLURM run (study_started) goes on meanwhile: most of this run is waiting for
+    SLURM's time limit (whole minutes, checked every 30 s), so the CI pays for it once."""
     return run_tiny(slurm, tmp_path_factory.mktemp("tiny"), "slow_sleep=300", "slow_runtime=1")
 
 
@@ -107,35 +119,39 @@ def test_cluster_runs_a_batch_job(slurm, tmp_path):
                for j in slurm.finished_jobs())
 
 
+def _frames(wd: Path) -> list[Path]:
+    return [wd / "frames" / "clip" / "c" / "q1" / f"{i}.txt" for i in range(FRAMES)]
+
+
 def test_frames_are_grouped_into_few_submissions(slurm, first_run):
-    coding = [j for j in first_run.jobs if j["comment"] == "rule_coding_compress_frame"]
+    coding = [j for j in first_run.jobs if j["comment"] == "rule_coding_clip_c_q1_compress_frame"]
     assert len(coding) == math.ceil(FRAMES / GROUP), first_run.proc.stdout[-4000:]
     assert {j["state"] for j in coding} == {"COMPLETED"}
-    ran_in = {_where(first_run.wd / "frames" / f"{i}.txt")["SLURM_JOB_ID"]
-              for i in range(FRAMES)}
+    ran_in = {_where(f)["SLURM_JOB_ID"] for f in _frames(first_run.wd)}
     assert ran_in == {j["id"] for j in coding}
     # the other rules: one submission each
     others = sorted(j["comment"] for j in first_run.jobs if j not in coding)
-    assert others == ["rule_detect_decoded", "rule_imaging_compress_image", "rule_slow",
-                      "rule_vmaf_video"]
-    # what the profile promises for a group of 3 frames under `resources: gpu: 2`:
-    # 2 GPUs, 2 x 8000 MB, runtime 10 min x 2 rounds (frames 1+2, then frame 3)
+    assert others == ["rule_detect_decoded", "rule_imaging_set_c_q1_compress_image",
+                      "rule_slow", "rule_vmaf_video"]
+    # plugin 2.6.1 runs a group's members one after another (jobstep --jobs 1), and the
+    # profile's members_at_once makes the request say so: a group of 3 frames asks for one
+    # frame's GPU and memory, and 3 x 10 min
     for job in coding:
         info = slurm.job_info(job["id"])
-        assert "gpu:2" in info["TresPerJob"], info
-        assert info["MinMemoryNode"] == "16000M", info
-        assert info["TimeLimit"] == "00:20:00", info
+        assert "gpu:1" in info["TresPerJob"], info
+        assert info["MinMemoryNode"] == "8000M", info
+        assert info["TimeLimit"] == "00:30:00", info
 
 
 def test_gpu_stages_get_a_gpu_and_the_others_do_not(slurm, first_run):
     wd = first_run.wd
-    for gpu_out in ["image.txt", "detect.txt", *(f"frames/{i}.txt" for i in range(FRAMES))]:
-        assert _where(wd / gpu_out)["CUDA_VISIBLE_DEVICES"] != "-", gpu_out
+    for gpu_out in [wd / "images/set/c/q1/one.txt", wd / "detect.txt", *_frames(wd)]:
+        assert _where(gpu_out)["CUDA_VISIBLE_DEVICES"] != "-", gpu_out
     vmaf = _where(wd / "vmaf.txt")
     assert vmaf["CUDA_VISIBLE_DEVICES"] == "-"
     assert vmaf["CPUS"] == "2"  # --cpus-per-task follows the rule's threads
     by_rule = {j["comment"]: slurm.job_info(j["id"]) for j in first_run.jobs}
-    image, vmaf_job = by_rule["rule_imaging_compress_image"], by_rule["rule_vmaf_video"]
+    image, vmaf_job = by_rule["rule_imaging_set_c_q1_compress_image"], by_rule["rule_vmaf_video"]
     assert "gpu:1" in image["TresPerJob"] and image["MinMemoryNode"] == "8000M"
     assert image["TimeLimit"] == "00:10:00"
     assert "gpu" not in vmaf_job.get("TresPerJob", "") and vmaf_job["NumCPUs"] == "2"
@@ -151,12 +167,12 @@ def test_time_limit_kill_is_reported_as_failed(first_run):
     assert not (first_run.wd / "slow.txt").exists()
     # keep-going: the independent jobs finished anyway
     assert (first_run.wd / "vmaf.txt").exists()
-    assert len(list((first_run.wd / "frames").glob("*.txt"))) == FRAMES
+    assert all(f.exists() for f in _frames(first_run.wd))
 
 
 def test_rerun_resumes_only_the_killed_job(slurm, first_run):
     wd = first_run.wd
-    done = {p: p.stat().st_mtime_ns for p in [*wd.glob("frames/*.txt"), *wd.glob("*.txt")]}
+    done = {p: p.stat().st_mtime_ns for p in wd.rglob("*.txt")}
     rerun = run_tiny(slurm, wd, "slow_sleep=1", "slow_runtime=5")
     assert rerun.proc.returncode == 0, rerun.proc.stdout[-4000:]
     assert [(j["comment"], j["state"]) for j in rerun.jobs] == [("rule_slow", "COMPLETED")]
@@ -164,15 +180,31 @@ def test_rerun_resumes_only_the_killed_job(slurm, first_run):
     assert {p: p.stat().st_mtime_ns for p in done} == done  # nothing else was redone
 
 
-def test_profile_without_sbatch_fails_clearly(tmp_path):
-    """Where SLURM is absent the run must stop with a message naming sbatch, not hang.
+def _tiny_image_dataset(folder: Path, n: int = 1, size: tuple[int, int] = (48, 32)) -> Path:
+    import numpy as np
+    from PIL import Image
 
-    (Without the onstart check, plugin 2.6.1 hangs forever: see tests/slurm/tiny.smk.)
-    """
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = size[1], size[0]
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        rgb = np.stack([(128 + 100 * np.sin(xx / (4.0 + i))), 2.0 * yy + 7 * i,
+                        (xx * 7 + yy * 3 + 50 * i) % 256], -1)
+        Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("snakefile", ["tiny", "study"])
+def test_profile_without_sbatch_fails_clearly(tmp_path, snakefile):
+    """Where SLURM is absent the run must stop before any submission with a message naming
+    sbatch, not hang: the onstart check (rdflow.cluster.check_executor), through tiny.smk and
+    through the repo's own Snakefile. (Without it, plugin 2.6.1 hangs forever.)"""
     if not _plugin_installed():
         pytest.skip(f"snakemake-executor-plugin-slurm is not installed; {PLUGIN_HINT}")
     import shutil
     import subprocess
+
+    import yaml
 
     bin_dir = tmp_path / "bin"  # a PATH with a shell and `which`, but no SLURM commands
     bin_dir.mkdir()
@@ -182,13 +214,26 @@ def test_profile_without_sbatch_fails_clearly(tmp_path):
         (bin_dir / tool).symlink_to(found)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{bin_dir}"
+    wd = tmp_path / "wd"
+    args = ["-s", str(TINY)]
+    if snakefile == "study":
+        wd.mkdir()
+        (wd / "config.yaml").write_text(yaml.safe_dump({
+            "device": "cpu", "vmaf": {"enabled": False},
+            "datasets": {"mine": {"kind": "local", "path": str(_tiny_image_dataset(tmp_path / "img"))}},
+            "codecs": {"jpeg": {"kind": "jpeg", "qualities": [50]}}}))
+        args = ["-s", str(REPO / "Snakefile"), "--configfile", str(wd / "config.yaml")]
+    t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), "-s", str(TINY),
-         "-d", str(tmp_path / "wd")],
+        [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), *args, "-d", str(wd)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert proc.returncode != 0
-    assert "sbatch" in proc.stdout and "not on PATH" in proc.stdout, proc.stdout[-3000:]
-    assert "has been submitted with SLURM jobid" not in proc.stdout
+    out = proc.stdout
+    assert "RdflowError" in out, out[-3000:]
+    assert "needs the SLURM commands sbatch, squeue, sinfo, scancel" in out, out[-3000:]
+    assert "not on PATH" in out and "login node" in out and "without --profile profiles/slurm" in out
+    assert "has been submitted with SLURM jobid" not in out
+    assert time.monotonic() - t0 < 60
 
 
 def _workflow_rule_names() -> set[str]:
@@ -220,3 +265,332 @@ def test_profile_names_rules_that_exist():
     # GPU requests stay with the rules (per codec/backend); the profile must not force them
     assert all("gpu" not in r and "cpus_per_task" not in r
                for r in profile["set-resources"].values())
+    # plugin 2.6.1 runs group members one after another: every grouped rule must say so,
+    # or snakemake sizes the group's sbatch request for members side by side (see profile)
+    for rule in profile["groups"]:
+        assert profile["set-resources"][rule]["members_at_once"] == 1, rule
+    assert profile["set-resource-scopes"] == {"members_at_once": "local"}
+    assert profile["resources"]["members_at_once"] == 1
+
+
+# --- the onstart check (rdflow.cluster), without SLURM ------------------------------------
+
+def _fake_which(missing=()):
+    return lambda cmd: None if cmd in missing else f"/usr/bin/{cmd}"
+
+
+def _fake_run(min_job_age="MinJobAge               = 300 sec", sacct_error=None):
+    """Stand-in for subprocess.run answering `scontrol show config` and `sacct`."""
+    import subprocess
+
+    def run(argv, **kw):
+        if argv[0] == "scontrol":
+            if min_job_age is None:
+                raise FileNotFoundError("scontrol")
+            return subprocess.CompletedProcess(argv, 0, f"ClusterName = x\n{min_job_age}\n", "")
+        if argv[0] == "sacct":
+            if sacct_error:
+                return subprocess.CompletedProcess(argv, 1, "", sacct_error)
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        raise AssertionError(argv)
+
+    return run
+
+
+NO_ACCOUNTING = "Slurm accounting storage is disabled"
+
+
+def test_check_executor_is_a_noop_for_other_executors():
+    from rdflow.cluster import check_executor
+
+    for name in ("local", "dryrun", "slurm-jobstep", "touch"):
+        wf = SimpleNamespace(executor_plugin=SimpleNamespace(name=name), executor_settings=None)
+        check_executor(wf)  # no SLURM on PATH needed, nothing raised
+    check_executor(SimpleNamespace())  # a workflow object without an executor plugin
+
+
+def test_missing_slurm_commands_are_named():
+    from rdflow import RdflowError
+    from rdflow.cluster import check_slurm
+
+    with pytest.raises(RdflowError) as e:
+        check_slurm("squeue", 40, which=_fake_which({"sbatch"}), run=_fake_run())
+    msg = str(e.value)
+    assert "SLURM command sbatch, which is not on PATH" in msg
+    assert "login node" in msg and "module load slurm" in msg
+    with pytest.raises(RdflowError, match="commands sbatch, squeue, sinfo, scancel, which are"):
+        check_slurm("squeue", 40, which=_fake_which({"sbatch", "squeue", "sinfo", "scancel"}),
+                    run=_fake_run())
+
+
+def test_min_job_age_from_scontrol():
+    from rdflow.cluster import min_job_age
+
+    assert min_job_age(_fake_run("MinJobAge               = 600 sec")) == 600
+    assert min_job_age(_fake_run("MinJobAge = 2h")) == 7200
+    assert min_job_age(_fake_run("MinJobAge = 45")) == 45
+    assert min_job_age(_fake_run("SomethingElse = 1")) is None
+    assert min_job_age(_fake_run(None)) is None  # scontrol missing
+
+
+@pytest.mark.parametrize("configured,init,age,sacct,expected", [
+    ("squeue", 40, 300, True, "squeue"),   # MinJobAge 300 >= 3 x 40
+    ("squeue", 40, 100, True, "sacct"),    # too short: the plugin falls back to sacct
+    ("squeue", 40, None, True, "sacct"),   # unknown: falls back too
+    ("squeue", 40, 100, False, "squeue"),  # no sacct to fall back to
+    (None, 40, 300, True, "sacct"),        # plugin default where sacct exists
+    (None, 40, 300, False, "squeue"),
+    ("sacct", 2, 600, True, "sacct"),
+    ("sacct", 2, 600, False, "squeue"),
+])
+def test_effective_status_command(configured, init, age, sacct, expected):
+    from rdflow.cluster import effective_status_command
+
+    assert effective_status_command(configured, init, age, sacct) == expected
+
+
+def test_status_queries_that_would_wait_forever_are_refused():
+    from rdflow import RdflowError
+    from rdflow.cluster import check_slurm
+
+    which = _fake_which()
+    # profiles/slurm on a SLURM without accounting and a long enough MinJobAge: fine
+    check_slurm("squeue", 40, which=which, run=_fake_run(sacct_error=NO_ACCOUNTING))
+    # working accounting: sacct is fine whatever MinJobAge says
+    check_slurm(None, 40, which=which, run=_fake_run("MinJobAge = 10 sec"))
+    check_slurm("squeue", 40, which=_fake_which({"sacct"}), run=_fake_run("MinJobAge = 10 sec"))
+
+    with pytest.raises(RdflowError) as e:
+        check_slurm(None, 40, which=which, run=_fake_run(sacct_error=NO_ACCOUNTING))
+    assert "wait forever" in str(e.value) and "slurm-status-command: squeue" in str(e.value)
+    with pytest.raises(RdflowError) as e:
+        check_slurm("squeue", 40, which=which,
+                    run=_fake_run("MinJobAge = 60 sec", sacct_error=NO_ACCOUNTING))
+    assert "MinJobAge is 60 s" in str(e.value)
+    assert "--slurm-init-seconds-before-status-checks 20" in str(e.value)
+    with pytest.raises(RdflowError, match="did not report MinJobAge"):
+        check_slurm("squeue", 40, which=which, run=_fake_run(None, sacct_error=NO_ACCOUNTING))
+
+
+# --- the download target and local network rules -------------------------------------------
+
+def test_every_fetching_rule_runs_locally():
+    """Compute nodes often have no internet: every download_* rule of the workflow must be in
+    a localrules: directive (then --profile profiles/slurm runs it in the snakemake process)."""
+    import re
+
+    texts = [f.read_text() for f in sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    if not texts:
+        pytest.skip("no workflow rules in this checkout")
+    local = set()
+    for text in texts:
+        for block in re.findall(r"^localrules:\s*\n((?:[ \t]+\w+,?[ \t]*\n)+)", text, re.M):
+            local |= set(re.findall(r"\w+", block))
+    fetching = {n for n in _workflow_rule_names() if n.startswith("download")}
+    assert fetching, "no download rules found"
+    assert fetching <= local, f"fetching rules that would run on compute nodes: {fetching - local}"
+    assert "extract_sequence" not in local  # unpacking is CPU work: a cluster job
+
+
+def _planned(workdir: Path, *targets: str) -> dict[str, int]:
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--configfile", str(workdir / "config.yaml"), "-n", "--quiet", "rules", "--", *targets],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    counts = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_download_target_fetches_what_the_study_needs_and_nothing_else(tmp_path):
+    """A study using every kind of download (Kodak images, zoo weights, a checkpoint URL, a UVG
+    archive, SSF2020 weights, YOLO weights): `snakemake download` plans exactly the download
+    jobs of the full study, and nothing else (no extraction, no coding)."""
+    import yaml
+
+    from test_video_workflow import make_raw
+
+    make_raw(tmp_path / "clip.yuv", w=32, h=32, n=2)
+    url = "http://127.0.0.1:9/"  # never contacted: dry runs only
+    cfg = {
+        "device": "cpu",
+        "weights": {"base_url": url},
+        "datasets": {"kodak": {"kind": "kodak", "base_url": url, "images": ["kodim01", "kodim02"]},
+                     "mine": {"kind": "local", "path": str(_tiny_image_dataset(tmp_path / "img"))}},
+        "codecs": {
+            "zoo": {"kind": "learned", "architecture": "bmshj2018-factorized", "weights": "pretrained",
+                    "qualities": [1, 2]},
+            "ckpt": {"kind": "learned", "architecture": "bmshj2018-hyperprior", "weights": "checkpoint",
+                     "checkpoint": url + "hp-q{quality}.pth.tar", "qualities": [3]},
+            "rand": {"kind": "learned", "architecture": "bmshj2018-hyperprior", "weights": "random",
+                     "qualities": [1]},
+            "jpeg": {"kind": "jpeg", "qualities": [50]},
+        },
+        "video": {"frames": {"count": 2},
+                  "codecs": ["jpeg", "zoo"],
+                  "sequences": {
+                      "uvg": {"source": "uvg", "url": url + "Clip_32x32.7z", "member": r"clip\.yuv",
+                              "sha256": None, "width": 32, "height": 32},
+                      "raw": {"source": "file", "path": str(tmp_path / "clip.yuv"), "width": 32,
+                              "height": 32}}},
+        "video_codecs": {"ssf": {"kind": "ssf2020", "qualities": [1]}},
+        "detection": {"enabled": True, "backend": "yolo", "weights": "yolov8n.pt",
+                      "offline": False, "base_url": url},
+    }
+    wd = tmp_path / "study"
+    wd.mkdir()
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    full = _planned(wd)
+    download = _planned(wd, "download")
+    fetching = {r: n for r, n in full.items() if r.startswith("download")}
+    assert fetching == {r: n for r, n in download.items() if r != "download"}
+    assert download.pop("download") == 1
+    # every kind of fetch is there (a renamed rule or a forgotten stage shows up here)
+    assert fetching == {"download_kodak_image": 2, "download_zoo_weights": 2,
+                        "download_checkpoint": 1, "download_sequence": 1,
+                        "download_video_zoo_weights": 1, "download_detection_weights": 1}
+    assert full["extract_sequence"] == 1  # unpacking: run by the study, not by `download`
+
+
+# --- the study itself through profiles/slurm vs a local run -----------------------------------
+
+STUDY_FRAMES, STUDY_GROUP = 6, 4  # -> ceil(6/4) = 2 coding submissions per (codec, quality)
+STUDY_POINTS = [("hp", 2), ("jpeg", 50)]
+STUDY_CSVS = ["results/video_rd_synth.csv", "results/video_rd_synth_summary.csv",
+              "results/image_rd_mine.csv", "results/image_rd_mine_summary.csv"]
+#: Columns that measure the run, not the codec: time and process memory. Everything else in
+#: the tables must be identical between a local run and a SLURM run.
+RUN_COLUMNS = ["enc_s", "dec_s", "process_rss_mb", "process_vram_mb"]
+
+
+@pytest.fixture(scope="module")
+def study_started(slurm, tmp_path_factory):
+    """The repo's Snakefile on a tiny study (synthetic raw clip of 6 frames at 192x176, two
+    192x176 images, JPEG and a learned codec whose checkpoint is fetched from a URL): run
+    locally (profiles/default), then started through profiles/slurm on the test cluster
+    without waiting (the `study` fixture waits)."""
+    from conftest import LoopbackServer
+    from test_e2e import run_snakemake, save_random_checkpoint, write_config
+    from test_video_workflow import make_raw
+
+    root = tmp_path_factory.mktemp("study")
+    www = root / "www"
+    www.mkdir()
+    save_random_checkpoint(www / "hp-q2.pth.tar", "bmshj2018-hyperprior", 2, seed=2)
+    make_raw(root / "clip.yuv", w=192, h=176, n=STUDY_FRAMES)
+    images = _tiny_image_dataset(root / "images", n=2, size=(192, 176))
+    server = LoopbackServer(www)
+    popen = None
+    try:
+        cfg = {"device": "cpu",
+               "datasets": {"mine": {"kind": "local", "path": str(images)}},
+               "codecs": {"hp": {"kind": "learned", "architecture": "bmshj2018-hyperprior",
+                                 "weights": "checkpoint",
+                                 "checkpoint": server.url + "hp-q{quality}.pth.tar",
+                                 "qualities": [2]},
+                          "jpeg": {"kind": "jpeg", "qualities": [50]}},
+               "video": {"frames": {"count": STUDY_FRAMES},
+                         "sequences": {"synth": {"source": "file", "path": str(root / "clip.yuv"),
+                                                 "width": 192, "height": 176}}}}
+        local, remote = root / "local", root / "slurm"
+        write_config(local, cfg)
+        write_config(remote, cfg)
+        t0 = time.monotonic()
+        run_snakemake(local, *STUDY_CSVS)
+        local_s = time.monotonic() - t0
+        popen = slurm.start_snakemake(
+            remote, "--configfile", str(remote / "config.yaml"),
+            "--group-components", f"{CODING}={STUDY_GROUP}", f"{IMAGING}=24",
+            "--slurm-init-seconds-before-status-checks", "2",
+            "--slurm-keep-successful-logs", *STUDY_CSVS,
+            output=root / "slurm_run.log", snakefile=REPO / "Snakefile", profile=PROFILE)
+        yield SimpleNamespace(local=local, remote=remote, popen=popen, log=root / "slurm_run.log",
+                              server=server, local_s=local_s, started=time.monotonic())
+    finally:
+        if popen is not None and popen.poll() is None:  # a failed test: cancel its jobs
+            popen.terminate()
+            popen.wait(timeout=120)
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def study(slurm, study_started):
+    """The study's SLURM run, finished: its output, its SLURM jobs, the server's hits."""
+    st = study_started
+    st.popen.wait(timeout=600)
+    output = st.log.read_text()
+    jobs = jobs_of(slurm, output)
+    elapsed = re.findall(r"Elapsed time: (\S+)", output)
+    print(f"study: local run {st.local_s:.0f} s; SLURM run {elapsed[-1] if elapsed else '?'} "
+          f"({len(jobs)} SLURM jobs)")
+    return SimpleNamespace(local=st.local, remote=st.remote,
+                           proc=SimpleNamespace(returncode=st.popen.returncode, stdout=output),
+                           jobs=jobs, hits=list(st.server.hits))
+
+
+def test_study_on_slurm_matches_the_local_run(study):
+    import pandas as pd
+
+    assert study.proc.returncode == 0, study.proc.stdout[-6000:]
+    assert {j["state"] for j in study.jobs} == {"COMPLETED"}
+    for csv in STUDY_CSVS:
+        a, b = pd.read_csv(study.local / csv), pd.read_csv(study.remote / csv)
+        assert list(a.columns) == list(b.columns), csv
+        dropped = [c for c in RUN_COLUMNS if c in a.columns]
+        assert {"enc_s", "dec_s"} <= set(dropped), csv  # what is left out is really there
+        kept = [c for c in a.columns if c not in RUN_COLUMNS]
+        assert {"bpp", "psnr_rgb", "ms_ssim"} <= set(kept), csv
+        keys = [c for c in ("sequence", "dataset", "codec", "quality", "frame", "image")
+                if c in a.columns]
+        a = a[kept].sort_values(keys).reset_index(drop=True)
+        b = b[kept].sort_values(keys).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=csv)
+    frames = pd.read_csv(study.remote / STUDY_CSVS[0])
+    assert len(frames) == STUDY_FRAMES * len(STUDY_POINTS)
+    assert frames.ms_ssim.notna().all() and (frames.bpp > 0).all()
+
+
+def _group_members(log: Path) -> list[dict[str, str]]:
+    """The jobs a group job's SLURM log says it ran (their wildcards)."""
+    import re
+
+    text = log.read_text()
+    return [dict(kv.split("=", 1) for kv in m.split(", "))
+            for m in sorted(set(re.findall(r"^\s*wildcards: (.*)$", text, re.M)))]
+
+
+def test_study_submits_ceil_frames_over_group_size_coding_jobs(study):
+    """Per (codec, quality): ceil(N / group size) coding submissions, each holding frames of
+    that point only (the SLURM job comment names the group; its log lists the frames)."""
+    logs = study.remote / ".snakemake" / "slurm_logs"
+    for codec, q in STUDY_POINTS:
+        group = f"coding_synth_{codec}_q{q}_compress_frame"
+        coding = [j for j in study.jobs if j["comment"] == f"rule_{group}"]
+        assert len(coding) == math.ceil(STUDY_FRAMES / STUDY_GROUP), study.jobs
+        seen = []
+        for job in coding:
+            members = _group_members(logs / f"group_{group}" / f"{job['id']}.log")
+            assert {(m["sequence"], m["codec"], m["quality"]) for m in members} == {
+                ("synth", codec, str(q))}
+            assert len(members) <= STUDY_GROUP
+            seen += [int(m["frame"]) for m in members]
+        assert sorted(seen) == list(range(STUDY_FRAMES))  # each frame once
+        imaging = [j for j in study.jobs
+                   if j["comment"] == f"rule_imaging_mine_{codec}_q{q}_compress_image"]
+        assert len(imaging) == 1  # both images in one submission
+
+
+def test_study_downloads_run_in_the_snakemake_process(study):
+    """The checkpoint URL is fetched by the submitting process (localrules), not by a SLURM
+    job: compute nodes often have no internet."""
+    assert not [j for j in study.jobs if "download" in j["comment"]], study.jobs
+    assert (study.remote / "resources/weights/checkpoints/hp/q2.pth.tar").is_file()
+    assert (study.remote / "logs/download/checkpoints/hp_q2.log").is_file()
+    assert study.hits == ["hp-q2.pth.tar", "hp-q2.pth.tar"]  # once per run (local, SLURM)
+    assert "localrule download_checkpoint:" in study.proc.stdout

@@ -371,6 +371,17 @@ class SlurmCluster:
         out = self.run(["scontrol", "show", "job", "--oneliner", jobid]).stdout
         return dict(re.findall(r"(\w+)=(\S*)", out))
 
+    def _snakemake_cmd(self, workdir, args, snakefile, profile, env):
+        import sys
+
+        cmd = [sys.executable, "-m", "snakemake"]
+        if profile is not None:
+            cmd += ["--profile", str(profile)]
+        cmd += ["-s", str(snakefile), "-d", str(workdir), *args]
+        run_env = dict(env if env is not None else self.env)
+        run_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{run_env.get('PATH', '')}"
+        return cmd, run_env
+
     def snakemake(self, workdir: str | os.PathLike, *args: str, snakefile: str | os.PathLike,
                   profile: str | os.PathLike | None = None, timeout: float = 600,
                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -380,16 +391,25 @@ class SlurmCluster:
         and stderr together in ``.stdout``. The interpreter's bin dir goes first on PATH so
         that the jobs' own ``python -m snakemake`` find the same environment.
         """
-        import sys
-
-        cmd = [sys.executable, "-m", "snakemake"]
-        if profile is not None:
-            cmd += ["--profile", str(profile)]
-        cmd += ["-s", str(snakefile), "-d", str(workdir), *args]
-        run_env = dict(env if env is not None else self.env)
-        run_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{run_env.get('PATH', '')}"
+        cmd, run_env = self._snakemake_cmd(workdir, args, snakefile, profile, env)
         return subprocess.run(cmd, env=run_env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+    def start_snakemake(self, workdir: str | os.PathLike, *args: str, output: str | os.PathLike,
+                        snakefile: str | os.PathLike, profile: str | os.PathLike | None = None,
+                        env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Like :meth:`snakemake`, without waiting: stdout and stderr go to the file
+        ``output`` (a pipe nobody reads would block snakemake). Wait with ``.wait(timeout)``."""
+        cmd, run_env = self._snakemake_cmd(workdir, args, snakefile, profile, env)
+        with open(output, "wb") as out:
+            return subprocess.Popen(cmd, env=run_env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+
+    @staticmethod
+    def submitted(snakemake_output: str) -> list[str]:
+        """SLURM job ids a snakemake run submitted, from its output (runs that share the
+        cluster at the same time are told apart this way)."""
+        return re.findall(r"has been submitted with SLURM jobid (\d+)", snakemake_output)
 
     def finished_jobs(self) -> list[dict[str, str]]:
         """Every job that ended, from jobcomp.log: dicts with JobId, Name, JobState, ..."""

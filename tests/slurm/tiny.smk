@@ -1,11 +1,11 @@
-# A stand-in for the study, with rule names of the real workflow that profiles/slurm
-# configures (compress_frame, compress_image, detect_decoded, vmaf_video) and the same GPU
-# declarations (resources: gpu=1 where the real rule asks for a GPU), so tests/test_slurm.py
-# can check the profile's grouping, GPU requests, failure reporting and resume on a real
-# SLURM within a few minutes. Each job writes where it ran: SLURM job id,
-# CUDA_VISIBLE_DEVICES, host.
+# A stand-in for the study, with rule names and wildcards of the real workflow that
+# profiles/slurm configures (compress_frame, compress_image with the wildcards its group names
+# use; detect_decoded, vmaf_video) and the same GPU declarations (resources: gpu=1 where the
+# real rule asks for a GPU), so tests/test_slurm.py can check the profile's grouping, GPU
+# requests, failure reporting and resume on a real SLURM within a few minutes. Each job writes
+# where it ran: SLURM job id, CUDA_VISIBLE_DEVICES, host.
 #
-# config: frames (int, default 6): compress_frame jobs
+# config: frames (int, default 6): compress_frame jobs (sequence clip, codec c, quality 1)
 #         slow_sleep (s, default 1), slow_runtime (min, default 5): the `slow` job, used to
 #         provoke a SLURM time-limit kill (slow_sleep > 60 * slow_runtime)
 import os
@@ -14,20 +14,12 @@ FRAMES = int(config.get("frames", 6))
 
 
 onstart:
-    # The check proposed for the study's Snakefile: without the SLURM client commands,
+    # the study's own check (workflow/rules/common.smk): without the SLURM client commands,
     # snakemake-executor-plugin-slurm 2.6.1 does not fail, it hangs forever after
     # "No SLURM account given, trying to guess." (its submit thread dies on a missing sacct).
-    if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
-        import shutil
+    import rdflow.cluster
 
-        missing = [t for t in ("sbatch", "squeue", "scancel", "sinfo") if shutil.which(t) is None]
-        if missing:
-            raise WorkflowError(
-                f"the slurm executor (--profile profiles/slurm) needs the SLURM commands "
-                f"{', '.join(missing)}, which are not on PATH here: run snakemake on the "
-                "cluster's login node (or load its slurm module), or run locally without "
-                "--profile profiles/slurm"
-            )
+    rdflow.cluster.check_executor(workflow)
 
 
 def where():
@@ -37,8 +29,8 @@ def where():
 
 rule all:
     input:
-        expand("frames/{i}.txt", i=range(FRAMES)),
-        "image.txt",
+        expand("frames/clip/c/q1/{frame}.txt", frame=range(FRAMES)),
+        "images/set/c/q1/one.txt",
         "detect.txt",
         "vmaf.txt",
         "slow.txt",
@@ -46,7 +38,7 @@ rule all:
 
 rule compress_frame:
     output:
-        "frames/{i}.txt",
+        "frames/{sequence}/{codec}/q{quality}/{frame}.txt",
     resources:
         gpu=1,
     run:
@@ -56,7 +48,7 @@ rule compress_frame:
 
 rule compress_image:
     output:
-        "image.txt",
+        "images/{dataset}/{codec}/q{quality}/{image}.txt",
     resources:
         gpu=1,
     run:

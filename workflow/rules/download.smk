@@ -1,4 +1,16 @@
 # Stage: download. Datasets and weights, verified and placed atomically (rdflow.download).
+# Every rule that reads the network runs in the snakemake process itself, also under
+# --profile profiles/slurm (compute nodes often have no internet; README, "Running on a
+# cluster"); the fetching rules of other stages are listed here too. Unpacking (extract_sequence)
+# is CPU/disk work: it is not part of `download` and runs as a cluster job.
+localrules:
+    download,
+    download_kodak_image,
+    download_zoo_weights,
+    download_checkpoint,
+    download_sequence,
+    download_video_zoo_weights,
+    download_detection_weights,
 
 
 rule download:
