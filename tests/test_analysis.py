@@ -202,7 +202,7 @@ def test_ablation_table_and_figure(folder, tmp_path):
 def test_bd_rate_config(folder):
     c = validate(_cfg(folder))
     assert not AN.enabled(c) and AN.analysis_targets(c) == [AN.ENV_CSV]
-    assert c["bd_rate"] == {"enabled": None, "anchor": None, "method": "pchip", "min_overlap": 0,
+    assert c["bd_rate"] == {"enabled": None, "anchor": None, "video_anchor": None, "method": "pchip", "min_overlap": 0,
                             "metrics": ["psnr_rgb", "ms_ssim_db", "vmaf", "map50_95"]}
     c = validate(_cfg(folder, bd_rate={"anchor": "webp"}))
     assert AN.enabled(c) and AN.bd_rate_targets(c) == ["results/bd_rate.csv"]
@@ -417,3 +417,16 @@ def test_study_table_on_published_kodak_curves(shared, tmp_path):
     assert t.loc["compressai-cheng2020-anchor_mse_cpu", "bd_rate_pct"] == pytest.approx(-18.8, abs=0.3)
     assert t.loc["compressai-bmshj2018-hyperprior_mse_cpu", "bd_rate_pct"] == pytest.approx(3.7, abs=0.3)
     assert t.reason.isna().all()
+
+
+def test_video_anchor_is_checked():
+    from rdflow import RdflowError
+    from rdflow.analysis import check
+
+    cfg = {"codecs": {"jpeg": {"kind": "jpeg"}, "webp": {"kind": "webp"}},
+           "video_codecs": {"x265": {"kind": "x265"}},
+           "bd_rate": {"anchor": "webp", "video_anchor": "x265"}}
+    check(cfg)
+    cfg["bd_rate"]["video_anchor"] = "vtm"
+    with pytest.raises(RdflowError, match="bd_rate.video_anchor is 'vtm'"):
+        check(cfg)

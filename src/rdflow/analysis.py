@@ -75,6 +75,10 @@ def check(config: dict) -> None:
     if anchor not in codecs:
         raise RdflowError(f"bd_rate.anchor is {anchor!r}, which is not a codec of this study; "
                           f"codecs: {', '.join(codecs)}")
+    video_anchor = s.get("video_anchor")
+    if video_anchor and video_anchor not in codecs:
+        raise RdflowError(f"bd_rate.video_anchor is {video_anchor!r}, which is not a codec of this "
+                          f"study; codecs: {', '.join(codecs)}")
     method = s.get("method", "pchip")
     if method not in ("pchip", "akima"):
         raise RdflowError(f"bd_rate.method is {method!r}; choose pchip or akima")
@@ -276,10 +280,11 @@ def bd_rate_study(config: dict, image_summaries, video_summaries, vmaf_csv=None,
     if detection_csv:
         extras.append((detection_csv, EXTRA_TABLES["detection"][1]))
     out = []
+    anchors = {"image": anchor, "video": s.get("video_anchor") or anchor}
     for study, group_col, summaries in (("image", "dataset", image_summaries),
                                         ("video", "sequence", video_summaries)):
         combined = combined_summary(list(summaries), group_col, extras)
-        t = bd_study_table(combined, group_col, anchor, metrics, method, min_overlap, config)
+        t = bd_study_table(combined, group_col, anchors[study], metrics, method, min_overlap, config)
         if not t.empty:
             t.insert(0, "study", study)
             out.append(t)
@@ -363,7 +368,11 @@ def write_bd_rate(config: dict, image_summaries, video_summaries, out_csv, vmaf_
     write_csv(out_csv, table)
     if html:
         with atomic_open(html, "w", encoding="utf-8") as fh:
-            fh.write(bd_rate_html(table, settings(config).get("anchor")))
+            s = settings(config)
+            label = s.get("anchor")
+            if s.get("video_anchor") and s["video_anchor"] != label:
+                label = f"{label} (video sequences: {s['video_anchor']})"
+            fh.write(bd_rate_html(table, label))
     valid = table["reason"].isna().sum() if len(table) else 0
     log.info("%s: %d rows, %d with a value, anchor %s", out_csv, len(table), valid,
              settings(config).get("anchor"))
