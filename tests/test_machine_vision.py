@@ -334,6 +334,74 @@ def test_table_and_figures(tmp_path):
         mv.plot_unit(tmp_path / "mv.csv", "video", "other", outs["map"], outs["proxy"])
 
 
+# ---- detection worker processes ---------------------------------------------------------------
+
+
+def test_detect_runs_in_a_reused_worker_and_survives_its_death(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = checked(study(tmp_path, {"imgsz": 256}))
+    mv._close_workers()
+    r = mv.detect(cfg, source="video", name="synth", out=str(tmp_path / "o.json"))
+    assert r["frames"] == 3 and len(mv._IDLE) == 1
+    pid = mv._IDLE[0].proc.pid
+    assert pid != os.getpid()
+    found = det.read_detections(tmp_path / "o.json")
+    assert sorted(found) == ["0", "1", "2"] and (found["0"].width, found["0"].height) == (64, 48)
+    # the same result in this process, and the worker is reused (model loaded once)
+    same = mv.detect(cfg, source="video", name="synth", out=str(tmp_path / "p.json"), isolate=False)
+    assert same["frames"] == 3
+    r2 = mv.detect(cfg, source="video", name="synth", out=str(tmp_path / "q.json"))
+    assert mv._IDLE[0].proc.pid == pid and r2["load_s"] < r["load_s"]
+    assert json.loads((tmp_path / "q.json").read_text()) == json.loads((tmp_path / "o.json").read_text())
+    # a user error in the worker is a user error here, and the worker stays
+    with pytest.raises(RdflowError, match=r"decoded frame results/video/synth/jpeg/q30/0.png is "
+                                          "missing"):
+        mv.detect(cfg, source="video", name="synth", codec="jpeg", quality=30,
+                  out=str(tmp_path / "d.json"))
+    assert mv._IDLE[0].proc.pid == pid and not (tmp_path / "d.json").exists()
+    # a worker that died fails the job that meets it; the next job starts a fresh one
+    os.kill(pid, 9)
+    mv._IDLE[0].proc.wait()
+    with pytest.raises(RdflowError, match=r"detection worker process died \(killed by signal 9\)"):
+        mv.detect(cfg, source="video", name="synth", out=str(tmp_path / "e.json"))
+    assert not mv._IDLE
+    mv.detect(cfg, source="video", name="synth", out=str(tmp_path / "e.json"))
+    assert mv._IDLE[0].proc.pid != pid
+    mv._close_workers()
+    assert not mv._IDLE
+
+
+def test_yolo_stays_out_of_the_calling_process(tmp_path):
+    """The workflow's detection jobs run in the Snakemake process: ultralytics (and torch) must
+    only ever be imported by the worker."""
+    made = subprocess.run(
+        [PY, "-c", "import sys; from rdflow.machine_vision import random_yolo_weights as r; "
+                   "r(sys.argv[1], config_dir=sys.argv[2])",
+         str(tmp_path / "resources/weights/yolov8n.pt"), str(tmp_path / "ucfg")],
+        capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr[-3000:]
+    code = f"""
+import logging, os, sys
+os.chdir({str(tmp_path)!r})
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+from test_machine_vision import study, checked
+import pathlib
+from rdflow import machine_vision as mv
+cfg = checked(study(pathlib.Path({str(tmp_path)!r}), {{"backend": "yolo", "imgsz": 64, "max_det": 5}}))
+a = mv.detect(cfg, source="video", name="synth", out="a.json", threads=1)
+b = mv.detect(cfg, source="video", name="synth", out="b.json", threads=1)
+print("MODULES", "ultralytics" in sys.modules, "torch" in sys.modules, os.environ.get("OMP_NUM_THREADS"))
+print("LOAD", a["load_s"] > 0.5, b["load_s"] < 0.05)
+"""
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "MODULES False False None" in out.stdout
+    assert "LOAD True True" in out.stdout  # the model is loaded once per worker
+    assert out.stdout.count("started detection worker process") == 1
+    assert "synth original: 3 frames, 15 detections" in out.stdout
+
+
 # ---- end to end ------------------------------------------------------------------------------
 
 pytest_e2e = pytest.mark.e2e
@@ -393,8 +461,7 @@ def test_hog_study_on_a_shared_clip_and_coco8_with_labels(shared, tmp_path):
     orig = json.loads((work / "results/detection/video/people/original.json").read_text())
     assert sorted(orig["frames"], key=int) == ["0", "2", "4", "6", "8"]
     assert orig["detector"]["backend"] == "hog" and orig["names"] == {"0": "person"}
-    assert (work / "benchmarks/detect_decoded/video/people/jpeg/q5.tsv").exists()
-    assert "5 frames" in (work / "logs/detect_decoded/video/people/jpeg/q5.log").read_text()
+    assert "people jpeg q5: 5 frames" in (work / "logs/detect_decoded/video/people/jpeg/q5.log").read_text()
     # decoded frames are temp(): gone once detection ran
     assert not list((work / "results/video").rglob("*.png"))
     assert not list((work / "results/image").rglob("*.png"))
@@ -457,7 +524,7 @@ def test_yolo_plumbing_with_a_random_model(tmp_path, http_server):
 
     assert orig["detector"]["weights_sha256"] == sha256_file(weights)
     log = (work / "logs/detect_original/video/synth.log").read_text()
-    assert "2 frames" in log and "cpu, 2 threads" in log
+    assert "synth original: 2 frames" in log and "cpu, 1 threads" in log
     # ultralytics kept its settings inside resources/, offline
     settings = json.loads((work / "resources/ultralytics/Ultralytics/settings.json").read_text())
     assert settings["sync"] is False

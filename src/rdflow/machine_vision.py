@@ -31,9 +31,14 @@ index.
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
 import math
+import os
 import re
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -474,23 +479,50 @@ def decoded_frames(config: dict, source: str, name: str, codec: str,
         yield f, read_png(path)
 
 
-def detect_job(config: dict, *, source: str, name: str, out: str, codec: str | None = None,
-               quality: int | None = None, threads: int = 1) -> dict:
-    """Run the configured detector (loaded once) over a unit's original frames (``codec`` None)
-    or its decoded frames of one (codec, quality); write per-frame detections. Meant to run in
-    its own process (ultralytics changes process-wide thread settings)."""
-    from . import detection as det
+_DETECTORS: dict[str, object] = {}
+_DETECTORS_LOCK = threading.Lock()
 
+
+def _loaded_detector(config: dict, device: str, threads: int):
+    """The configured detector, loaded once per process and settings (the detection worker
+    serves many jobs); returns (detector, seconds spent loading it now)."""
     opts = detector_options(config)
-    device = resolve_device(str(opts.get("device", "cpu")), opts["backend"])
-    detector = build_detector(config, device=device)
+    w = weights_path(config)
+    stamp = (w.stat().st_mtime_ns, w.stat().st_size) if w is not None and w.is_file() else None
+    key = json.dumps([opts, device, stamp], sort_keys=True, default=str)
     t0 = time.perf_counter()
-    detector.load()
+    with _DETECTORS_LOCK:
+        detector = _DETECTORS.get(key)
+        if detector is None:
+            detector = build_detector(config, device=device)
+            detector.load()
+            if len(_DETECTORS) >= 4:
+                _DETECTORS.pop(next(iter(_DETECTORS)))
+            _DETECTORS[key] = detector
+    load_s = time.perf_counter() - t0
     if opts["backend"] == "yolo":
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
-    load_s = time.perf_counter() - t0
+    else:
+        import cv2
+
+        cv2.setNumThreads(max(1, int(threads)))
+    return detector, load_s
+
+
+def detect_job(config: dict, *, source: str, name: str, out: str, codec: str | None = None,
+               quality: int | None = None, threads: int = 1) -> dict:
+    """Run the configured detector over a unit's original frames (``codec`` None) or its
+    decoded frames of one (codec, quality); write per-frame detections (atomic JSON).
+
+    This imports ultralytics (YOLO), which changes process-wide thread settings: the workflow
+    calls it through :func:`detect`, in a detection worker process."""
+    from . import detection as det
+
+    opts = detector_options(config)
+    device = resolve_device(str(opts.get("device", "cpu")), opts["backend"])
+    detector, load_s = _loaded_detector(config, device, threads)
     frames = (original_frames(config, source, name) if codec is None
               else decoded_frames(config, source, name, codec, quality))
     t0 = time.perf_counter()
@@ -499,10 +531,147 @@ def detect_job(config: dict, *, source: str, name: str, out: str, codec: str | N
     det.write_detections(out, found, detector)
     n = sum(len(d.above(detector.conf)) for d in found.values())
     log.info("%s %s %s: %d frames, %d detections at conf %.3g; load %.2f s, detect %.2f s "
-             "(%.1f ms/frame, %s, %d threads)", source, name,
+             "(%.1f ms/frame, %s, %d threads, pid %d)", source, name,
              "original" if codec is None else f"{codec} q{quality}", len(found), n,
-             detector.conf, load_s, detect_s, 1000 * detect_s / max(1, len(found)), device, threads)
+             detector.conf, load_s, detect_s, 1000 * detect_s / max(1, len(found)), device,
+             threads, os.getpid())
     return {"frames": len(found), "load_s": load_s, "detect_s": detect_s}
+
+
+# ---- detection worker processes --------------------------------------------------------------
+# Detection jobs are run: jobs in threads of the Snakemake process, like the coding jobs, but
+# the detector itself runs in a worker process: importing ultralytics sets torch's thread
+# count and OMP_NUM_THREADS to 1 process-wide, which must not happen to the Snakemake process.
+# Workers are plain subprocesses (python -c) that take pickled requests on stdin and answer on
+# stdout (their fd 1 goes to stderr, so stray prints cannot corrupt the protocol). A job takes
+# an idle worker or starts one and gives it back when done, so torch/ultralytics are imported
+# and the model is loaded once per worker and run, not once per job. A worker that dies fails
+# only the job it served; the next job starts a fresh one.
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+def _worker_main() -> None:
+    import pickle
+    import traceback
+
+    proto_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    proto_in = sys.stdin.buffer
+    lines: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(self.format(record))
+
+    handler = _Collect(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger("rdflow")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    while True:
+        try:
+            kind, kwargs = pickle.load(proto_in)
+        except EOFError:
+            return
+        if kind != "detect":
+            return
+        lines.clear()
+        try:
+            reply = ("ok", detect_job(**kwargs), list(lines))
+        except RdflowError as exc:
+            reply = ("user-error", str(exc), list(lines))
+        except BaseException as exc:  # noqa: BLE001  reported by the job that sent the request
+            reply = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", list(lines))
+        proto_out.write(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        proto_out.flush()
+
+
+class _Worker:
+    def __init__(self):
+        import subprocess
+
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from rdflow.machine_vision import _worker_main; _worker_main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+    def call(self, kwargs: dict):
+        import pickle
+
+        try:
+            pickle.dump(("detect", kwargs), self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.proc.stdin.flush()
+            return pickle.load(self.proc.stdout)
+        except (EOFError, BrokenPipeError, pickle.UnpicklingError):
+            try:
+                rc = self.proc.wait(timeout=30)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                rc = self.proc.wait()
+            raise _WorkerDied(f"exit code {rc}" if rc >= 0 else f"killed by signal {-rc}") from None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                self.proc.wait()
+        for fh in (self.proc.stdin, self.proc.stdout):
+            try:
+                fh.close()
+            except OSError:
+                pass
+
+
+_IDLE: list[_Worker] = []
+_IDLE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_workers() -> None:
+    with _IDLE_LOCK:
+        workers, _IDLE[:] = list(_IDLE), []
+    for w in workers:
+        w.close()
+
+
+def detect(config: dict, *, source: str, name: str, out: str, codec: str | None = None,
+           quality: int | None = None, threads: int = 1, isolate: bool = True) -> dict:
+    """:func:`detect_job` in a detection worker process (``isolate``, the workflow's way), or
+    in this process. The worker's log lines are logged here (into the job's log)."""
+    kwargs = dict(config=config, source=source, name=name, out=str(out), codec=codec,
+                  quality=None if quality is None else int(quality), threads=int(threads))
+    if not isolate:
+        return detect_job(**kwargs)
+    with _IDLE_LOCK:
+        worker = _IDLE.pop() if _IDLE else None
+    if worker is None:
+        worker = _Worker()
+        log.info("started detection worker process %d", worker.proc.pid)
+    try:
+        status, payload, lines = worker.call(kwargs)
+    except _WorkerDied as exc:
+        worker.close()
+        raise RdflowError(f"the detection worker process died ({exc}) while detecting on "
+                          f"{source} {name}; its error is printed above (stderr)") from None
+    except BaseException:
+        worker.close()
+        raise
+    with _IDLE_LOCK:
+        _IDLE.append(worker)
+    for line in lines:
+        log.info("worker %d: %s", worker.proc.pid, line)
+    if status == "user-error":
+        raise RdflowError(payload)
+    if status == "error":
+        raise RuntimeError(f"detection worker process {worker.proc.pid} failed: {payload}")
+    return payload
 
 
 def _read_doc(path) -> dict:
@@ -526,6 +695,27 @@ def _mean_rate(paths: list[str]) -> dict:
         if len(vals) == len(rows):
             out[key] = float(np.mean(vals))
     return out
+
+
+_UNCOMPRESSED: dict = {}
+_UNCOMPRESSED_LOCK = threading.Lock()
+
+
+def _uncompressed(original: str, gt_name: str, spec, compute) -> dict:
+    """The accuracy of the uncompressed frames: the same for every (codec, quality) of a unit,
+    so computed once per run (evaluation jobs run in threads of one process)."""
+    st = os.stat(original)
+    lab = Path(str(spec["path"])) if gt_name == "labels" and spec else None
+    key = (os.path.abspath(original), st.st_mtime_ns, st.st_size, gt_name,
+           json.dumps(spec, sort_keys=True, default=str),
+           lab.stat().st_mtime_ns if lab is not None and lab.exists() else None)
+    with _UNCOMPRESSED_LOCK:
+        hit = _UNCOMPRESSED.get(key)
+    if hit is None:
+        hit = compute()
+        with _UNCOMPRESSED_LOCK:
+            _UNCOMPRESSED[key] = hit
+    return hit
 
 
 def evaluate_job(config: dict, *, source: str, name: str, codec: str, quality: int,
@@ -563,7 +753,8 @@ def evaluate_job(config: dict, *, source: str, name: str, codec: str, quality: i
     rows = []
     for gt_name, gt in truths:
         r = det.evaluate(gt, dec, conf=conf, class_ids=class_ids, max_dets=max_det)
-        u = det.evaluate(gt, orig, conf=conf, class_ids=class_ids, max_dets=max_det)
+        u = _uncompressed(original, gt_name, spec, lambda: det.evaluate(
+            gt, orig, conf=conf, class_ids=class_ids, max_dets=max_det))
         row = {"source": source, key: name, "codec": codec, "quality": int(quality),
                "gt": gt_name, **rate,
                "map50": r["map50"], "map50_95": r["map50_95"],
@@ -692,11 +883,18 @@ def _curves(ax, df, y: str) -> None:
 
 
 def random_yolo_weights(path: str, *, arch: str = "yolov8n.yaml", seed: int = 0,
-                        person_logit: float = 4.0, config_dir: str = ULTRALYTICS_DIR) -> Path:
-    """Save a randomly initialised ultralytics detection model whose class head is biased so
-    that it reports class 0 (person) with score sigmoid(``person_logit``) everywhere: the YOLO
-    plumbing can be tested and timed without downloading weights. Imports ultralytics: call it
-    in its own process."""
+                        person_logit: float = 4.0, sparse: bool = False,
+                        config_dir: str = ULTRALYTICS_DIR) -> Path:
+    """Save a randomly initialised ultralytics detection model that reports class 0 (person):
+    the YOLO plumbing can be tested and timed without downloading weights. Imports ultralytics:
+    call it in its own process.
+
+    Default: the class head is biased so that every anchor scores sigmoid(``person_logit``),
+    so a frame yields ``max_det`` boxes. ``sparse``: a detection profile closer to a trained
+    model's, for benchmarks: box regression zeroed (every anchor predicts the same large box,
+    which non-maximum suppression thins to a sparse grid), confident scores on the coarsest scale
+    (``person_logit``), weak ones (0.018) on the middle scale, none on the finest. On a 320x240
+    frame at imgsz 320 that gives 16 boxes above 0.25 and 72 above 0.001."""
     from . import detection as det
     from .io import atomic_path
 
@@ -707,10 +905,15 @@ def random_yolo_weights(path: str, *, arch: str = "yolov8n.yaml", seed: int = 0,
     torch.manual_seed(seed)
     model = YOLO(arch)
     head = model.model.model[-1]
+    n = len(head.cv3)
     with torch.no_grad():
-        for branch in head.cv3:  # per-scale class branches; their last layer is a 1x1 conv
-            branch[-1].bias.fill_(-10.0)
-            branch[-1].bias[0] = person_logit
+        for i, (cls, box) in enumerate(zip(head.cv3, head.cv2)):  # per scale, finest first
+            cls[-1].bias.fill_(-10.0)  # the last layer of each branch is a 1x1 conv
+            cls[-1].bias[0] = person_logit
+            if sparse:
+                cls[-1].bias[0] = person_logit if i == n - 1 else (-4.0 if i == n - 2 else -10.0)
+                box[-1].weight.zero_()
+                box[-1].bias.zero_()
     path = Path(path)
     with atomic_path(path) as tmp:
         model.save(tmp)

@@ -1,9 +1,11 @@
 # Stage: machine vision (issue 4). Detection on the uncompressed frames (once per sequence, and
 # per image dataset with labels) and on the decoded frames of every (codec, quality), then mAP
 # against pseudo ground truth and real labels, one table and two figures per sequence/dataset.
-# Detection jobs are script: jobs, i.e. their own process (scripts/detect.py): importing
-# ultralytics sets torch's threads and OMP_NUM_THREADS to 1 process-wide, which must not happen
-# to the Snakemake process whose threads run the coding jobs. Logic: rdflow.machine_vision.
+# Detection jobs are run: jobs (threads of the Snakemake process) that hand their frames to a
+# detection worker process (rdflow.machine_vision.detect): importing ultralytics sets torch's
+# threads and OMP_NUM_THREADS to 1 process-wide, which must not happen to the Snakemake process
+# whose threads run the coding jobs; a worker serves job after job, so torch/ultralytics are
+# imported and the model loaded once per worker, not once per job. Logic: rdflow.machine_vision.
 import rdflow.machine_vision as mv
 
 MV_NAMES = sorted({n for _, n in mv.units(config)}) if mv.enabled(config) else []
@@ -26,16 +28,16 @@ rule download_detection_weights:
         f"{mv.WEIGHTS_DIR}/{{yolo_weights}}",
     wildcard_constraints:
         yolo_weights=r"[^/]+\.pt",
-    params:
-        url=lambda wc: mv.yolo_asset_url(wc.yolo_weights, mv.settings(config).get("base_url")),
     log:
         "logs/download/detection_weights/{yolo_weights}.log",
     run:
+        # the URL is not a params: (a changed mirror must not refetch weights already there)
         from rdflow.download import fetch
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            fetch(params.url, output[0])
+            url = mv.yolo_asset_url(wildcards.yolo_weights, mv.settings(config).get("base_url"))
+            fetch(url, output[0])
 
 
 rule detect_original:
@@ -51,13 +53,16 @@ rule detect_original:
         detector=lambda wc: mv.detector_options(config),
     log:
         "logs/detect_original/{mvsource}/{mvname}.log",
-    benchmark:
-        "benchmarks/detect_original/{mvsource}/{mvname}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=mv_gpu,
-    script:
-        "../../scripts/detect.py"
+    run:
+        from rdflow.machine_vision import detect
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            detect(config, source=wildcards.mvsource, name=wildcards.mvname, out=output[0],
+                   codec=None, quality=None, threads=threads)
 
 
 rule detect_decoded:
@@ -74,13 +79,16 @@ rule detect_decoded:
         detector=lambda wc: mv.detector_options(config),
     log:
         "logs/detect_decoded/{mvsource}/{mvname}/{codec}/q{quality}.log",
-    benchmark:
-        "benchmarks/detect_decoded/{mvsource}/{mvname}/{codec}/q{quality}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=mv_gpu,
-    script:
-        "../../scripts/detect.py"
+    run:
+        from rdflow.machine_vision import detect
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            detect(config, source=wildcards.mvsource, name=wildcards.mvname, out=output[0],
+                   codec=wildcards.codec, quality=int(wildcards.quality), threads=threads)
 
 
 rule evaluate_detection:
