@@ -19,10 +19,12 @@ beside the proxies detections-per-frame and mean confidence, the mean bpp of the
 and the same accuracy of the uncompressed frames (``uncompressed_*``: the ceiling). Rows are
 gathered in ``results/machine_vision.csv``; figures show mAP and the proxy versus bpp.
 
-Detection jobs run out of the Snakemake process (``scripts/detect.py``): importing ultralytics
-sets torch's thread count and ``OMP_NUM_THREADS`` to 1 process-wide, which would slow down every
-in-process coding job. Nothing in this module imports ultralytics, torch or cv2 at import time,
-and nothing that runs at parse time imports ultralytics at all.
+The detector never runs in the Snakemake process: importing ultralytics sets torch's thread
+count and ``OMP_NUM_THREADS`` to 1 process-wide, which would slow down every in-process coding
+job. Detection jobs hand their frames to a detection worker process (:func:`detect`) that serves
+job after job, so the model is loaded once per worker. Nothing in this module imports
+ultralytics, torch or cv2 at import time, and nothing that runs at parse time imports
+ultralytics at all.
 
 Frame ids: a video frame is its 0-based index in the file (``"12"``), an image its file stem.
 Video labels are therefore ``<index>.txt`` (YOLO) or COCO images whose ``file_name`` stem is the
