@@ -7,7 +7,7 @@ random weights, device cpu, VMAF off — once with `detection` off and once on, 
 folder from process start; `--repeats R` alternates the order R times and keeps the median of
 each. Detection uses a YOLOv8n-sized model: a random yolov8n whose class head is biased so that
 it reports boxes everywhere (as many as a real model keeps at map_conf 0.001: max_det per
-frame), written to resources/weights/yolov8n.pt of each folder, at the default imgsz 640.
+frame), written to resources/weights/yolov8n.pt of each folder, at the default imgsz (null: the clip's own size).
 
 Prints both wall times and the share (target: the stage adds <= 25 % to the study's wall time,
 i.e. (on - off) / off <= 0.25; (on - off) / on is printed too), and, as a cross-check that does
@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--imgsz", type=int, default=None, help="default: the config default (null: the clip's own size, at most 640)")
     ap.add_argument("--archs", nargs="+", default=["bmshj2018-hyperprior", "mbt2018-mean"])
     ap.add_argument("--qualities", nargs="+", type=int, default=[1, 4])
     args = ap.parse_args()
@@ -146,7 +146,7 @@ def main() -> None:
     n_points = len(args.archs) * len(args.qualities)
     print(f"video study: {args.clip.name}, {args.frames} frames x {len(args.archs)} architectures "
           f"x {len(args.qualities)} qualities (random weights, cpu), --cores {args.cores}, "
-          f"{args.repeats} repeat(s), medians; detection: random yolov8n, imgsz {args.imgsz}, "
+          f"{args.repeats} repeat(s), medians; detection: random yolov8n, imgsz {args.imgsz or 'auto (the clip size, at most 640)'}, "
           f"1 original + {n_points} decoded jobs")
     print(f"  wall time, detection off: {off:7.1f} s")
     print(f"  wall time, detection on:  {on:7.1f} s")

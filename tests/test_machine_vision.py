@@ -75,6 +75,16 @@ def test_defaults_and_options(tmp_path, monkeypatch):
     cfg = checked(study(tmp_path, {"options": {"win_stride": 4}}))
     o = mv.detector_options(cfg)
     assert o == {"backend": "hog", "imgsz": 640, "max_det": 300, "classes": None, "win_stride": 4}
+    # the default image size follows the sequence: its longer side, multiple of 32, at most 640
+    from rdflow.sequences import probe_sequence
+
+    seq = probe_sequence(cfg, "synth")
+    want = min(640, -(-max(seq.width, seq.height) // 32) * 32)
+    assert mv.detector_options(cfg, "video", "synth")["imgsz"] == want
+    assert mv.auto_imgsz({"video": {"sequences": {"uhd": {"source": "uvg", "width": 1920,
+                                                          "height": 1080}}}}, "video", "uhd") == 640
+    assert mv.auto_imgsz({"video": {"sequences": {"s": {"source": "file", "width": 320,
+                                                        "height": 240}}}}, "video", "s") == 320
     d = mv.build_detector(cfg)
     assert (d.conf, d.map_conf, d.win_stride) == (0.0, -0.5, 4)  # the backend's own defaults
     (tmp_path / "resources/weights").mkdir(parents=True)

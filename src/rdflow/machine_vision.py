@@ -141,12 +141,30 @@ def resolve_device(device: str, backend: str) -> str:
     return device
 
 
-def detector_options(config: dict) -> dict:
+def auto_imgsz(config: dict, source: str | None, name: str | None) -> int:
+    """``detection.imgsz: null``: the unit's own longer side (rounded up to a multiple of 32),
+    at most 640 — small clips are not upscaled; 1080p is detected at YOLO's usual 640. Image
+    datasets (sizes vary per image) use 640."""
+    if source == "video" and name is not None:
+        from .sequences import probe_sequence, sequences
+
+        s = sequences(config).get(name) or {}
+        w, h = s.get("width"), s.get("height")
+        if not (w and h):
+            seq = probe_sequence(config, name)
+            w, h = seq.width, seq.height
+        return int(min(640, -(-max(w, h) // 32) * 32))
+    return 640
+
+
+def detector_options(config: dict, source: str | None = None, name: str | None = None) -> dict:
     """``backend`` and the keyword options of :func:`rdflow.detection.build`, as plain JSON
-    (also the rules' ``params``, so changing a setting reruns detection)."""
+    (also the rules' ``params``, so changing a setting reruns detection), for one unit
+    (``source`` video|image, ``name``) since the default image size follows the unit's size."""
     d = settings(config)
     backend = d.get("backend", "yolo")
-    opts: dict = {"backend": backend, "imgsz": int(d.get("imgsz", 640)),
+    imgsz = int(d["imgsz"]) if d.get("imgsz") else auto_imgsz(config, source, name)
+    opts: dict = {"backend": backend, "imgsz": imgsz,
                   "max_det": int(d.get("max_det", 300)), "classes": d.get("classes") or None}
     for key in ("conf", "map_conf", "iou"):
         if d.get(key) is not None:
@@ -160,11 +178,12 @@ def detector_options(config: dict) -> dict:
     return opts
 
 
-def build_detector(config: dict, *, device: str | None = None):
+def build_detector(config: dict, *, device: str | None = None, source: str | None = None,
+                   name: str | None = None):
     """The configured detector, not loaded (cheap: no model, no ultralytics import)."""
     from . import detection as det
 
-    opts = detector_options(config)
+    opts = detector_options(config, source, name)
     backend = opts.pop("backend")
     if backend not in det.DETECTORS:
         raise RdflowError(f"detection.backend: unknown backend {backend!r}; known: "
@@ -485,10 +504,11 @@ _DETECTORS: dict[str, object] = {}
 _DETECTORS_LOCK = threading.Lock()
 
 
-def _loaded_detector(config: dict, device: str, threads: int):
+def _loaded_detector(config: dict, device: str, threads: int, source: str | None = None,
+                     name: str | None = None):
     """The configured detector, loaded once per process and settings (the detection worker
     serves many jobs); returns (detector, seconds spent loading it now)."""
-    opts = detector_options(config)
+    opts = detector_options(config, source, name)
     w = weights_path(config)
     stamp = (w.stat().st_mtime_ns, w.stat().st_size) if w is not None and w.is_file() else None
     key = json.dumps([opts, device, stamp], sort_keys=True, default=str)
@@ -496,7 +516,7 @@ def _loaded_detector(config: dict, device: str, threads: int):
     with _DETECTORS_LOCK:
         detector = _DETECTORS.get(key)
         if detector is None:
-            detector = build_detector(config, device=device)
+            detector = build_detector(config, device=device, source=source, name=name)
             detector.load()
             if len(_DETECTORS) >= 4:
                 _DETECTORS.pop(next(iter(_DETECTORS)))
@@ -522,9 +542,9 @@ def detect_job(config: dict, *, source: str, name: str, out: str, codec: str | N
     calls it through :func:`detect`, in a detection worker process."""
     from . import detection as det
 
-    opts = detector_options(config)
+    opts = detector_options(config, source, name)
     device = resolve_device(str(opts.get("device", "cpu")), opts["backend"])
-    detector, load_s = _loaded_detector(config, device, threads)
+    detector, load_s = _loaded_detector(config, device, threads, source, name)
     frames = (original_frames(config, source, name) if codec is None
               else decoded_frames(config, source, name, codec, quality))
     t0 = time.perf_counter()

@@ -50,7 +50,7 @@ rule detect_original:
         mvsource="video|image",
         mvname=_alternatives(MV_NAMES),
     params:
-        detector=lambda wc: mv.detector_options(config),
+        detector=lambda wc: mv.detector_options(config, wc.mvsource, wc.mvname),
     log:
         "logs/detect_original/{mvsource}/{mvname}.log",
     threads: 1
@@ -76,7 +76,7 @@ rule detect_decoded:
         mvsource="video|image",
         mvname=_alternatives(MV_NAMES),
     params:
-        detector=lambda wc: mv.detector_options(config),
+        detector=lambda wc: mv.detector_options(config, wc.mvsource, wc.mvname),
     log:
         "logs/detect_decoded/{mvsource}/{mvname}/{codec}/q{quality}.log",
     threads: 1
