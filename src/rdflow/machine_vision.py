@@ -637,18 +637,9 @@ class _Worker:
             raise _WorkerDied(f"exit code {rc}" if rc >= 0 else f"killed by signal {-rc}") from None
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=30)
-            except Exception:  # noqa: BLE001
-                self.proc.kill()
-                self.proc.wait()
-        for fh in (self.proc.stdin, self.proc.stdout):
-            try:
-                fh.close()
-            except OSError:
-                pass
+        from .runtime import close_worker
+
+        close_worker(self.proc, timeout=30)
 
 
 _IDLE: list[_Worker] = []

@@ -863,18 +863,9 @@ class _Worker:
         return self._call(("point", args))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=60)
-            except Exception:  # noqa: BLE001
-                self.proc.kill()
-                self.proc.wait()
-        for fh in (self.proc.stdin, self.proc.stdout):
-            try:
-                fh.close()
-            except OSError:
-                pass
+        from .runtime import close_worker
+
+        close_worker(self.proc, timeout=60)
 
 
 def complexity_study(specs: Iterable, resolutions: Sequence, device: str | None = "auto",

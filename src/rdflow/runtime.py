@@ -71,3 +71,20 @@ def set_torch_threads(n: int) -> int:
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
         return torch.get_num_threads()
+
+
+def close_worker(proc, timeout: float = 30) -> None:
+    """End a pipe-driven worker process: close its stdin (its signal to exit), wait, kill it if
+    it does not go, and close both pipes."""
+    if proc.poll() is None:
+        try:
+            proc.stdin.close()
+            proc.wait(timeout=timeout)
+        except Exception:  # noqa: BLE001
+            proc.kill()
+            proc.wait()
+    for fh in (proc.stdin, proc.stdout):
+        try:
+            fh.close()
+        except OSError:
+            pass
