@@ -15,15 +15,27 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/compress.smk"
-include: "workflow/rules/aggregate.smk"
-include: "workflow/rules/vmaf.smk"
-include: "workflow/rules/report.smk"
-include: "workflow/rules/detect.smk"
 include: "workflow/rules/video_codecs.smk"
+include: "workflow/rules/detect.smk"
+include: "workflow/rules/vmaf.smk"
 include: "workflow/rules/profile.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         all_targets(),
     default_target: True
+
+
+rule image_study:
+    """Only the image datasets' tables and figures (`snakemake --cores 8 image_study`)."""
+    input:
+        study.image_targets(config),
+
+
+rule video_study:
+    """Only the video sequences' tables and figures (`snakemake --cores 8 video_study`)."""
+    input:
+        study.video_targets(config),

@@ -62,7 +62,7 @@ def run_rdflow(images: Path, ckpt_dir: Path, archs, qualities, work: Path, cores
     import yaml
 
     work.mkdir(parents=True)
-    cfg = {"device": "cpu", "metrics": ["psnr_rgb", "ms_ssim"],
+    cfg = {"device": "cpu", "metrics": ["psnr_rgb", "ms_ssim"], "vmaf": {"enabled": False},
            "datasets": {"kodak": {"kind": "local", "path": str(images)}},
            "codecs": {a: {"kind": "learned", "architecture": a, "weights": "checkpoint",
                           "checkpoint": str(ckpt_dir / f"{a}-q{{quality}}.pth.tar"),

@@ -70,7 +70,7 @@ def snakemake(work: Path, cores: int, *extra: str) -> float:
 
 def study(work: Path, clip: Path, codecs: dict, frames: int, names=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
-    cfg = {"device": "cpu", "codecs": codecs,
+    cfg = {"device": "cpu", "codecs": codecs, "vmaf": {"enabled": False},
            "video": {"frames": {"count": frames}, "codecs": names,
                      "sequences": {"clip": {"source": "file", "path": str(clip), "width": 320,
                                             "height": 240}}}}
