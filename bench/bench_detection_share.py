@@ -19,7 +19,6 @@ not depend on the machine's noise, the detection jobs' own time from their bench
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import re
@@ -32,6 +31,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _clip_study import clip_study_parser  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RDFLOW_SHARED", REPO.parent / "shared"))
@@ -101,15 +103,8 @@ def detection_job_times(work: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clip", type=Path, default=CLIP)
-    ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--frames", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap = clip_study_parser(__doc__)
     ap.add_argument("--imgsz", type=int, default=None, help="default: the config default (null: the clip's own size, at most 640)")
-    ap.add_argument("--archs", nargs="+", default=["bmshj2018-hyperprior", "mbt2018-mean"])
-    ap.add_argument("--qualities", nargs="+", type=int, default=[1, 4])
     args = ap.parse_args()
     if not args.clip.is_file():
         sys.exit(f"no clip at {args.clip}: pass --clip or put ../shared beside the checkout")

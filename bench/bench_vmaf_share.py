@@ -15,7 +15,6 @@ as a share of the "on" wall time, with libvmaf's frames per second.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -27,6 +26,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _clip_study import clip_study_parser  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RDFLOW_SHARED", REPO.parent / "shared"))
@@ -74,14 +76,7 @@ def vmaf_job_times(work: Path) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clip", type=Path, default=CLIP)
-    ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--frames", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--archs", nargs="+", default=["bmshj2018-hyperprior", "mbt2018-mean"])
-    ap.add_argument("--qualities", nargs="+", type=int, default=[1, 4])
+    ap = clip_study_parser(__doc__)
     args = ap.parse_args()
     if not args.clip.is_file():
         sys.exit(f"no clip at {args.clip}: pass --clip or put ../shared beside the checkout")
