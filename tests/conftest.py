@@ -18,6 +18,8 @@ def shared_path(*parts: str) -> Path:
     """A path under ../shared, or skip the test with a reason when it is not there."""
     p = SHARED.joinpath(*parts)
     if not p.exists():
+        if os.environ.get("CI") == "true":  # CI promises ../shared: its absence is a failure
+            pytest.fail(f"{p} is absent, but CI=true promises ../shared beside the checkout")
         pytest.skip(f"{p} is absent: ../shared (real Kodak, clips, coco8, CompressAI results) "
                     "is not beside this checkout")
     return p

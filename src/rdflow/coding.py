@@ -103,6 +103,9 @@ def image_job(*, config: dict, dataset: str, image: str, codec: str, quality: in
               weights_path: str | None = None, sha256: str | None = None, threads: int = 1) -> dict:
     """Code one image with one codec operating point; write its bitstream, JSON row and (for
     later stages: VMAF, detection) the 8-bit reconstruction as a PNG."""
+    from .runtime import import_stack
+
+    import_stack()
     from .datasets import read_image
     from .download import verify
 
@@ -143,6 +146,9 @@ def frame_job(*, config: dict, sequence: str, frame: int, codec: str, quality: i
     matrix, range and chroma siting. The reconstruction is written as a PNG (a temp() output of
     the rule) for the stages that need it (VMAF, detection).
     """
+    from .runtime import import_stack
+
+    import_stack()
     from .sequences import probe_sequence
     from .video import read_frame
     from .yuv import psnr_yuv, rgb_to_yuv420, yuv420_to_rgb

@@ -17,6 +17,32 @@ from pathlib import Path
 from typing import Iterator
 
 _threads_lock = threading.Lock()
+_import_lock = threading.Lock()
+_imported = False
+
+#: the heavy packages jobs share, in an order that imports each one's dependencies first
+STACK = ("numpy", "torch", "torch.nn.functional", "compressai", "compressai.ops", "compressai.zoo",
+         "compressai.zoo.image", "compressai.zoo.video", "compressai.losses", "pytorch_msssim")
+
+
+def import_stack() -> None:
+    """Import torch, CompressAI and pytorch-msssim once, one thread at a time.
+
+    Jobs run in threads of the Snakemake process; two threads that import CompressAI for the
+    first time at once can die with ``_DeadlockError`` (CompressAI's zoo modules import each
+    other). Every job that needs the stack calls this first: one thread imports, the others
+    wait for it, later calls return at once.
+    """
+    global _imported
+    if _imported:
+        return
+    import importlib
+
+    with _import_lock:
+        if not _imported:
+            for name in STACK:
+                importlib.import_module(name)
+            _imported = True
 
 
 class _ThreadFilter(logging.Filter):

@@ -557,6 +557,9 @@ def ssf_source_url(metric: str, quality: int, base_url: str | None) -> tuple[str
 
 def fetch_ssf_weights(metric: str, quality: int, dest: str, base_url: str | None) -> Path:
     from .download import fetch
+    from .runtime import import_stack
+
+    import_stack()
 
     url, prefix = ssf_source_url(metric, quality, base_url)
     return fetch(url, dest, sha256_prefix=prefix)
@@ -860,6 +863,9 @@ def sequence_job(*, config: dict, sequence: str, codec: str, quality: int, seq_p
     study does); psnr_rgb/ms_ssim compare RGB (the source converted with the sequence's
     conversion; x264/x265's decoded planes converted the same way).
     """
+    from .runtime import import_stack
+
+    import_stack()
     from . import metrics as M
     from .io import write_bytes, write_json
     from .sequences import frame_selection, frames as frame_list, probe_sequence

@@ -4,6 +4,8 @@
   (``compressai.zoo.image.model_urls``, not copied here); its base can be replaced with
   ``weights.base_url``. The SHA-256 prefix in the zoo file name is checked.
 - ``checkpoint``: a local path, or an http(s) URL fetched into ``resources/weights/checkpoints``.
+- ``trained``: a model of the train stage (``train.<model>``: resources/trained/<model>/), else
+  one shipped with the workflow (workflow/resources/models/<model>/, the quickstart's).
 - ``random``: no file.
 """
 
@@ -31,10 +33,31 @@ def weights_file(config: dict, codec: str, quality: int | str) -> str | None:
         return None
     if w == "pretrained":
         return f"{ZOO_DIR}/{c['architecture']}/{c.get('metric', 'mse')}/q{quality}.pth.tar"
+    if w == "trained":
+        return trained_file(config, c.get("model"), quality, where=f"codecs.{codec}")
     src = c["checkpoint"].format(quality=quality)
     if is_url(src):
         return f"{CKPT_DIR}/{codec}/q{quality}.pth.tar"
     return src
+
+
+def trained_file(config: dict, model: str | None, quality: int | str, *, where: str) -> str:
+    """The model file of ``weights: trained``: made by the train stage, or shipped."""
+    from .paths import MODELS, TRAINED, shipped_model
+
+    if not model:
+        raise RdflowError(f"{where}.model: weights is 'trained' but no model is named; set model: "
+                          "<name of a train recipe> (or quickstart, the shipped model)")
+    if model in (config.get("train") or {}):
+        return f"{TRAINED}/{model}/q{quality}.pth.tar"
+    path = shipped_model(model, quality)
+    if path.is_file():
+        return str(path)
+    have = sorted(p.name for p in MODELS.iterdir() if p.is_dir()) if MODELS.is_dir() else []
+    raise RdflowError(
+        f"{where}.model: no trained model {model!r} for quality {quality}: there is no train.{model} "
+        f"recipe in the config and no shipped file {path}. Add a train.{model} section (see the "
+        f"schema), or name a shipped model ({', '.join(have) or 'none'})")
 
 
 def zoo_source_url(architecture: str, metric: str, quality: int, base_url: str | None) -> tuple[str, str | None]:
@@ -50,6 +73,9 @@ def zoo_source_url(architecture: str, metric: str, quality: int, base_url: str |
 
 def fetch_zoo(architecture: str, metric: str, quality: int, dest: str, base_url: str | None) -> Path:
     from .download import fetch
+    from .runtime import import_stack
+
+    import_stack()
 
     url, prefix = zoo_source_url(architecture, metric, quality, base_url)
     return fetch(url, dest, sha256_prefix=prefix)

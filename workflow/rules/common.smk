@@ -10,7 +10,11 @@ from rdflow.datasets import KODAK_SHA256
 from rdflow.sequences import sequence_path, sequences
 from rdflow.weights import weights_file
 
-rdflow.config.validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+try:
+    rdflow.config.validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+except rdflow.RdflowError as _exc:  # the message names the key and the fix: no traceback
+    print(f"rdflow: {_exc}", file=sys.stderr)
+    raise SystemExit(1)
 
 DATASETS = sorted(config["datasets"])
 CODECS = sorted(config["codecs"])

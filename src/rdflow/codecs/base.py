@@ -40,6 +40,8 @@ class Codec:
     kind: ClassVar[str] = ""
     #: quality values the codec accepts (inclusive range), checked at config validation
     quality_range: ClassVar[tuple[int, int]] = (0, 100)
+    #: config keys of this kind and their defaults, filled in when the config is validated
+    defaults: ClassVar[dict] = {}
 
     def __init__(self, spec: CodecSpec):
         self.spec = spec

@@ -112,16 +112,13 @@ def load_model(architecture: str, quality: int, weights: str, *, path: str | Non
             torch.manual_seed(seed)
             net = cls(*cfgs[architecture][quality])
         net.update(force=True)
-    elif weights in ("pretrained", "checkpoint"):
+    elif weights in ("pretrained", "checkpoint", "trained"):
         if path is None or not Path(path).is_file():
             raise RdflowError(f"weights file {path} for {architecture} q{quality} does not exist")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # corrupt or not a torch file
-            raise RdflowError(
-                f"cannot load weights {path} for {architecture} q{quality}: {exc}. "
-                "Delete the file and rerun to download it again, or fix the checkpoint path"
-            ) from None
+        from ..train import load_torch_file
+
+        obj = load_torch_file(path, what=f"weights for {architecture} q{quality}",
+                              fix="Delete the file and rerun to download it again, or fix the checkpoint path")
         state = _unwrap_state_dict(obj)
         try:
             if weights == "pretrained":
@@ -144,6 +141,7 @@ class Learned(Codec):
 
     kind = "learned"
     quality_range = (1, 8)
+    defaults = {"metric": "mse", "weights": "pretrained", "seed": 0}
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -229,6 +227,8 @@ class Learned(Codec):
 
         seed = self.spec.options.get("seed", 0)
         label = f"random(seed={seed})" if self.weights == "random" else self.weights
+        if self.weights == "trained":
+            label = f"trained({self.spec.options.get('model')})"
         return {
             "encoder": f"compressai {compressai.__version__} {self.architecture}",
             "architecture": self.architecture,

@@ -59,6 +59,7 @@ class Webp(PillowCodec):
     published webp.json used (tests/test_published_classical reproduces it bit-exactly)."""
 
     kind = "webp"
+    defaults = {"method": 4}
     format = "WEBP"
     quality_range = (0, 100)
 

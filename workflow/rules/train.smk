@@ -1,0 +1,74 @@
+# Stage: train. One job per (recipe, quality) trains a CompressAI model (rdflow.train):
+# resources/trained/<name>/q<quality>.pth.tar and its recipe + loss curve (.json). A codec
+# codes with it through weights: trained, model: <name>. `snakemake --cores 2 train_quickstart`
+# trains the quickstart's shipped model again from its recipe
+# (workflow/resources/models/quickstart/recipe.yaml).
+from rdflow import train as _train
+
+TRAIN = _train.recipes(config)
+
+
+localrules:
+    download_training_image,
+
+
+def training_inputs(wc):
+    """The images a recipe trains on: its downloaded Kodak files, or its folder's images."""
+    t = TRAIN[wc.name]
+    if t.get("kodak"):
+        return [f"{_train.recipe_folder(wc.name, t)}/{i}.png" for i in t["kodak"]]
+    return [str(p) for p in _train.training_images(t, where=f"train.{wc.name}")]
+
+
+def training_init(wc):
+    """The finished model a quality starts from (train.<name>.init_from), if any."""
+    init = TRAIN[wc.name].get("init_from")
+    return [] if init in (None, int(wc.quality)) else [_train.model_path(wc.name, init)]
+
+
+rule download_training_image:
+    output:
+        "resources/train/{name}/{image}.png",
+    params:
+        url=lambda wc: TRAIN[wc.name]["base_url"].rstrip("/") + f"/{wc.image}.png",
+        sha256=lambda wc: KODAK_SHA256[wc.image],
+    wildcard_constraints:
+        name=_alternatives(TRAIN),
+    log:
+        "logs/download/train/{name}/{image}.log",
+    run:
+        from rdflow.download import fetch
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            fetch(params.url, output[0], sha256=params.sha256)
+
+
+# script: its own process (torch threads, CUDA context and memory of its own), every core the
+# job is given; checkpoints every checkpoint_every steps, so a killed job resumes.
+rule train_model:
+    input:
+        images=training_inputs,
+        init=training_init,
+    output:
+        model="resources/trained/{name}/q{quality}.pth.tar",
+        info="resources/trained/{name}/q{quality}.json",
+    params:
+        recipe=lambda wc: TRAIN[wc.name],
+        device=config["device"],
+    wildcard_constraints:
+        name=_alternatives(TRAIN),
+    log:
+        "logs/train/{name}/q{quality}.log",
+    threads: 2
+    resources:
+        gpu=int(config["device"] != "cpu"),
+    script:
+        "../../scripts/train.py"
+
+
+rule train_quickstart:
+    """Train the quickstart's model again (resources/trained/quickstart/); copy the files into
+    workflow/resources/models/quickstart/ to ship them (README, "The shipped model")."""
+    input:
+        [_train.model_path("quickstart", q) for q in TRAIN["quickstart"]["qualities"]],
