@@ -253,6 +253,7 @@ def train_quality(t: dict, name: str, quality: int, *, out_model: str, out_info:
     net = build_model(t, quality).to(dev)
     opt, aux_opt = _optimizers(net, float(t["lr"]), float(t["aux_lr"]))
     start, curve, elapsed = 0, [], 0.0
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     if Path(state).is_file():
         ck = load_torch_file(state, what="training checkpoint",
                              fix=f"Delete {state} to train {where} q{quality} from the start")
@@ -261,6 +262,8 @@ def train_quality(t: dict, name: str, quality: int, *, out_model: str, out_info:
             opt.load_state_dict(ck["optimizer"])
             aux_opt.load_state_dict(ck["aux_optimizer"])
             start, curve, elapsed = int(ck["step"]), list(ck["curve"]), float(ck["elapsed_s"])
+            torch.set_rng_state(ck["rng"])  # the training noise continues where it stopped
+            acc = dict(ck["acc"])           # the loss curve's running sums too
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise RdflowError(f"training checkpoint {state} does not fit {where} q{quality} "
                               f"({str(exc).splitlines()[0][:200]}); delete it to start again") from None
@@ -279,7 +282,6 @@ def train_quality(t: dict, name: str, quality: int, *, out_model: str, out_info:
     decay_at = int(steps * float(t["lr_decay_at"]))
     net.train()
     t0 = time.perf_counter()
-    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     for step in range(start, steps):
         if step == decay_at or (step > decay_at and start > decay_at and step == start):
             for g in opt.param_groups:
@@ -317,6 +319,7 @@ def train_quality(t: dict, name: str, quality: int, *, out_model: str, out_info:
         if done % every == 0 and done < steps:
             _save_torch({"model": net.state_dict(), "optimizer": opt.state_dict(),
                          "aux_optimizer": aux_opt.state_dict(), "step": done, "curve": curve,
+                         "rng": torch.get_rng_state(), "acc": dict(acc),
                          "elapsed_s": elapsed + time.perf_counter() - t0}, state)
     elapsed += time.perf_counter() - t0
     net.eval()

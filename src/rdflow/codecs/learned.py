@@ -60,6 +60,9 @@ def resolve_device(device: str) -> str:
 
 def zoo_url(architecture: str, metric: str, quality: int) -> str:
     """The CompressAI zoo URL of pretrained weights (read from compressai, not copied)."""
+    from ..runtime import import_stack
+
+    import_stack()
     from compressai.zoo.image import model_urls
 
     try:
@@ -98,6 +101,9 @@ def load_model(architecture: str, quality: int, weights: str, *, path: str | Non
     loaded with the architecture's ``from_state_dict`` and ``update(force=True)`` as
     CompressAI's eval_model does) or ``random`` (seeded init, then ``update(force=True)``).
     """
+    from ..runtime import import_stack
+
+    import_stack()
     import torch
     from compressai.zoo.image import cfgs, model_architectures
     from compressai.zoo.pretrained import load_pretrained

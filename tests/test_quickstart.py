@@ -1,0 +1,173 @@
+"""The first run: `snakemake --cores N` on the shipped quickstart, offline, and study files that
+replace the quickstart instead of being merged into it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.e2e
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def snakemake(workdir: Path, *args: str, offline: bool = False, timeout: int = 900):
+    """The command a user types, run from the repository root (so config.yaml is the default),
+    with its outputs in ``workdir``; ``offline``: in a network namespace with no interface."""
+    cmd = [SNAKEMAKE, "-d", str(workdir), *args]
+    if offline:
+        cmd = ["unshare", "-n", *cmd]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a dry run: rule -> count."""
+    counts, inside = {}, False
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            inside = True
+            continue
+        if inside and len(parts) == 2 and parts[1].isdigit():
+            if parts[0] == "total":
+                break
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def can_unshare() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    """One real run of the quickstart with no network at all, then its report."""
+    if not can_unshare():
+        if os.environ.get("CI") == "true":
+            pytest.fail("unshare -n is not available, but CI must run the quickstart offline")
+        pytest.skip("unshare -n (a network namespace) is not available: needs root or user namespaces")
+    work = tmp_path_factory.mktemp("quickstart")
+    t0 = time.perf_counter()
+    proc = snakemake(work, "--cores", "2", offline=True)
+    wall = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    report = snakemake(work, "--report", str(work / "report.html"), offline=True)
+    assert report.returncode == 0, report.stderr[-3000:]
+    return {"work": work, "results": work / "results", "wall": wall, "out": proc.stdout + proc.stderr}
+
+
+def test_quickstart_image_rd_is_real(quickstart):
+    s = pd.read_csv(quickstart["results"] / "image_rd_kodak3_summary.csv")
+    learned = s[s.codec == "quickstart"].sort_values("quality")
+    assert list(learned.quality) == [1, 2, 3, 4]
+    assert learned.bpp.is_monotonic_increasing and learned.psnr_rgb.is_monotonic_increasing
+    assert learned.psnr_rgb.iloc[-1] > 25.0          # real trained weights, not random ones
+    rows = pd.read_csv(quickstart["results"] / "image_rd_kodak3.csv")
+    assert set(rows[rows.codec == "quickstart"].weights) == {"trained(quickstart)"}
+    assert set(rows.image) == {"kodim03", "kodim12", "kodim20"}
+    for codec in ("jpeg", "webp", "bpg444"):
+        assert (s[s.codec == codec].psnr_rgb > 24).all(), codec
+
+
+def test_quickstart_model_beats_jpeg(quickstart):
+    bd = pd.read_csv(quickstart["results"] / "bd_rate.csv")
+    cell = bd[(bd.study == "image") & (bd.dataset == "kodak3") & (bd.codec == "quickstart")
+              & (bd.anchor == "jpeg") & (bd.metric == "psnr_rgb")]
+    assert len(cell) == 1 and cell.bd_rate_pct.iloc[0] <= 0.0, cell.to_dict("records")
+
+
+def test_quickstart_video_vmaf_detection(quickstart):
+    r = quickstart["results"]
+    v = pd.read_csv(r / "video_rd_cars.csv")
+    assert {"quickstart", "jpeg", "x264", "x265"} <= set(v.codec)
+    assert v[v.codec.isin(["x264", "x265"])].groupby(["codec", "quality"]).size().eq(8).all()
+    vm = pd.read_csv(r / "vmaf.csv")
+    assert len(vm[vm.domain == "sequence"]) > 0 and vm.vmaf.between(1, 100).all()
+    # FastestDet finds the cars of every original frame (the clip has 5-6 per frame)
+    original = json.loads((r / "detection/video/cars/original.json").read_text())
+    assert original["detector"]["backend"] == "fastestdet"
+    names = original["names"]
+    cars = [sum(names[str(c)] == "car" for c in f["classes"]) for f in original["frames"].values()]
+    assert len(cars) == 8 and min(cars) >= 3, cars
+    mv = pd.read_csv(r / "machine_vision.csv")
+    jpeg = mv[(mv.codec == "jpeg") & (mv.gt == "pseudo")].sort_values("bpp")
+    assert jpeg.map50.iloc[0] < jpeg.map50.iloc[-1]     # the lowest rate loses detections
+
+
+def test_quickstart_every_stage_made_its_outputs(quickstart):
+    r = quickstart["results"]
+    for name in ("image_rd_kodak3.csv", "image_rd_kodak3-r192.csv", "ablation_kodak3.csv",
+                 "video_rd_cars.csv", "vmaf.csv", "vmaf_correlation.csv", "machine_vision.csv",
+                 "complexity.csv", "bd_rate.csv", "environment.csv"):
+        assert (r / name).stat().st_size > 100, name
+    c = pd.read_csv(r / "complexity.csv")
+    assert {"quickstart", "jpeg"} <= set(c.codec)
+    assert (quickstart["work"] / "report.html").stat().st_size > 100_000
+
+
+def test_quickstart_is_quick(quickstart):
+    # the brief's target is 5 minutes on 2 cores; the test allows for a loaded CI machine
+    assert quickstart["wall"] < 600, quickstart["wall"]
+
+
+def test_a_study_file_replaces_the_quickstart(tmp_path):
+    study = tmp_path / "my.yaml"
+    study.write_text(yaml.safe_dump({
+        "datasets": {"mine": {"kind": "local", "path": str(REPO / "workflow/resources/data/kodak")}},
+        "codecs": {"jpeg": {"kind": "jpeg", "qualities": [20, 50]}},
+        "complexity": {"enabled": False},
+    }))
+    proc = snakemake(tmp_path / "work", "-n", "--cores", "1", "--configfile", str(study))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts["compress_image"] == 2 * 3            # 2 qualities x 3 images, nothing else
+    assert "compress_frame" not in counts and "detect_original" not in counts
+    assert "complexity_codec" not in counts and "vmaf_image" not in counts
+
+
+def test_the_quickstart_plans_every_stage(tmp_path):
+    proc = snakemake(tmp_path / "work", "-n", "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout + proc.stderr)
+    # 3 images x (quickstart 4 + jpeg 6 + webp 4 + bpg444 4) x (kodak3 and its r192 variant)
+    assert counts["compress_image"] == 3 * 18 * 2
+    assert counts["compress_frame"] == 8 * (4 + 6)
+    assert counts["compress_sequence"] == 8
+    for rule in ("vmaf_video", "vmaf_image", "detect_original", "bd_rate", "complexity_codec",
+                 "ablation_table", "plot_image_rd"):
+        assert counts.get(rule, 0) > 0, rule
+    assert "download_kodak_image" not in counts and "download_zoo_weights" not in counts
+
+
+@pytest.mark.parametrize("study", sorted(p.name for p in (REPO / "studies").glob("*.yaml")))
+def test_every_named_study_plans(study, tmp_path):
+    proc = snakemake(tmp_path / "work", "-n", "--cores", "8", "--configfile", str(REPO / "studies" / study),
+                     timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts.get("compress_image", 0) > 100
+
+
+def test_seed_study_is_what_the_issue_lists(tmp_path):
+    cfg = yaml.safe_load((REPO / "studies/seed.yaml").read_text())
+    learned = {c["architecture"] for c in cfg["codecs"].values() if c["kind"] == "learned"}
+    assert learned == {"bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018",
+                       "cheng2020-anchor", "cheng2020-attn"}
+    assert all(c["qualities"] == [1, 2, 3, 4, 5, 6] for c in cfg["codecs"].values() if c["kind"] == "learned")
+    assert set(cfg["video"]["sequences"]) == {"Bosphorus", "HoneyBee"}
+    assert cfg["video"]["frames"]["count"] == 100
+    assert set(cfg["video"]["codecs"]) == {"bmshj2018-factorized", "cheng2020-attn"}
+    assert set(cfg["video_codecs"]) == {"x264", "x265"}
+    assert cfg["detection"]["backend"] == "yolo" and cfg["detection"]["weights"] == "yolov8n.pt"
+    assert cfg["ablation"]["variants"]["r192"] == {"resize": [192, 192]}
