@@ -1,15 +1,18 @@
 # rdflow: rate–distortion (and rate–accuracy, rate–cost) benchmarking of image and video codecs.
 # The Snakefile is only the entry point: one rule file per DAG stage, logic in src/rdflow.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# The study: config.yaml (the offline quickstart) unless --configfile names one; a study file
-# then REPLACES it (Snakemake would otherwise merge it into config.yaml). --config still adds.
+# The study: config.yaml (the offline quickstart; the working directory's own, else the one
+# beside this Snakefile) unless --configfile names one: a study file then REPLACES it (Snakemake
+# would otherwise merge it into config.yaml). --config still adds to either.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: "config.yaml" if os.path.exists("config.yaml") else f"{workflow.basedir}/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -193,8 +193,18 @@ def test_ablation_table_and_figure(folder, tmp_path):
     out = [tmp_path / "fig.png", tmp_path / "fig.pdf"]
     A.plot_ablation(c, "loc", "psnr_rgb", tmp_path / "ab.csv", out)
     assert all(p.stat().st_size > 5000 for p in out)
-    with pytest.raises(RdflowError, match="no vmaf values"):
-        A.plot_ablation(c, "loc", "vmaf", tmp_path / "ab.csv", out)
+    import json
+
+    side = json.loads((tmp_path / "fig.json").read_text())
+    assert side["note"] is None and [p["title"] for p in side["panels"]] == ["jpeg", "webp"]
+    for panel in side["panels"]:  # baseline and the variant, 3 qualities each
+        assert [(s["label"], len(s["x"])) for s in panel["series"]] == [
+            ("baseline", 3), ("r64 (resize 64x64)", 3)]
+    # a metric the table lacks: the figure is written and says why
+    A.plot_ablation(c, "loc", "vmaf", tmp_path / "ab.csv", out)
+    side = json.loads((tmp_path / "fig.json").read_text())
+    assert side["series"] == [] and "no finite vmaf values" in side["note"]
+    assert "metrics config key" in side["note"] and out[0].stat().st_size > 1000
 
 
 # --- BD-rate: config -------------------------------------------------------------------------

@@ -196,6 +196,15 @@ def test_table_and_figures(tmp_path):
     outs = [tmp_path / "results/figures" / p.split("/")[-1] for p in cplx.FIGURES]
     written = cplx.plot(tmp_path / "results/complexity.csv", outs)
     assert sorted(written) == sorted(outs) and all(p.stat().st_size > 1000 for p in outs)
+    import json
+
+    res = json.loads((tmp_path / "results/figures/complexity_resolution.json").read_text())
+    # one curve per (codec, device) at its median quality, each through both resolutions
+    qs = sorted({r["quality"] for r in rows})
+    q = qs[len(qs) // 2]
+    assert sorted((s["label"], len(s["x"])) for s in res["series"] if s["panel"] == 0) == [
+        (f"jpeg (cpu) q{q}", 2), (f"jpeg (cuda:1) q{q}", 2)]
+    assert all("MP" in t for t in res["panels"][0]["xticklabels"])
     with pytest.raises(RdflowError, match="lacks complexity columns"):
         pd.DataFrame({"codec": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
         cplx.write_table([a, tmp_path / "bad.csv"], tmp_path / "t.csv")
@@ -284,6 +293,15 @@ def test_complexity_study_through_snakemake(tmp_path):
     assert "allocate" in bad.error and math.isnan(bad.enc_s_median)
     for f in cplx.FIGURES:
         assert (work / f).stat().st_size > 1000, f
+    import json
+
+    res = json.loads((work / "results/figures/complexity_resolution.json").read_text())
+    # each codec at its median quality through its successful resolutions; megapixel ticks
+    assert {s["label"]: len(s["x"]) for s in res["series"] if s["panel"] == 0} == {"fact q1": 2, "jpeg q80": 3}
+    assert res["panels"][0]["xticklabels"] == ["64x64\n0.0041 MP", "128x96\n0.012 MP", "2048x2048\n4.19 MP"]
+    bpp = json.loads((work / "results/figures/complexity_bpp_time.json").read_text())
+    assert bpp["title"].startswith("Rate vs coding time at 128x96")  # the largest size all succeeded at
+    assert {s["label"]: len(s["x"]) for s in bpp["series"] if s["panel"] == 0} == {"fact": 1, "jpeg": 2}
 
     b = pd.read_csv(work / "results/benchmarks.csv")
     cb = b[b.rule == "complexity_codec"].set_index("codec")

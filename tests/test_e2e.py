@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -113,6 +114,14 @@ def test_kodak_subset_study(shared, http_server, tmp_path):
     for ext in ("png", "pdf"):
         for m in ("psnr_rgb", "ms_ssim_db"):
             assert (work / f"results/figures/image_rd_kodak_{m}.{ext}").stat().st_size > 1000
+    for m in ("psnr_rgb", "ms_ssim_db"):  # what the figures show: a point per quality, published curves
+        side = json.loads((work / f"results/figures/image_rd_kodak_{m}.json").read_text())
+        own = {s["label"]: s for s in side["series"] if s["linestyle"] == "-"}
+        published = {s["label"]: s for s in side["series"] if s["linestyle"] == "--"}
+        assert {k: len(s["x"]) for k, s in own.items()} == {"fact": 2, "jpeg": 2, "webp": 1}
+        assert len(published) == 2 and all(k.endswith(" (published)") for k in published)
+        # a published curve in its study codec's colour
+        assert sorted(s["color"] for s in published.values()) == sorted([own["jpeg"]["color"], own["webp"]["color"]])
     assert (df.process_rss_mb > 100).all()
     assert "coding kodak/kodim01" in (work / "logs/compress_image/kodak/fact/q1/kodim01.log").read_text()
 

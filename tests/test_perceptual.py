@@ -315,6 +315,17 @@ def test_table_and_correlation(tmp_path):
     perceptual.plot_vmaf_bpp(tmp_path / "vmaf.csv", "video", "s", [tmp_path / "b.png"])
     assert (tmp_path / "s.png").stat().st_size > 1000 and (tmp_path / "s.pdf").exists()
     assert (tmp_path / "b.png").stat().st_size > 1000
+    import json
+
+    scatter = json.loads((tmp_path / "s.json").read_text())
+    pts = {s["label"].split(":")[0]: s for s in scatter["series"]}
+    assert {k: len(s["x"]) for k, s in pts.items()} == {
+        "a (random weights)": 3, "b (random weights)": 3, "pooled": 50}
+    assert pts["a (random weights)"]["y"] == [50, 60, 70] and scatter["note"] is None
+    curves = json.loads((tmp_path / "b.json").read_text())
+    # one (codec, quality) each: one point per codec at the mean VMAF
+    assert [(s["label"], s["x"], s["y"]) for s in curves["series"]] == [
+        ("a (random weights)", [0.5], [60.0]), ("b (random weights)", [0.5], [55.0])]
 
 
 def test_table_refuses_inconsistent_psnr_and_missing_rows(tmp_path):
@@ -385,6 +396,11 @@ def test_workflow_vmaf_matches_direct_ffmpeg(tmp_path):
                  "vmaf_vs_psnr_image_mine"):
         for ext in ("png", "pdf"):
             assert (work / f"results/figures/{stem}.{ext}").stat().st_size > 1000
+    # what the VMAF-rate figures show: every codec of the table, a point per quality
+    for stem, domain in (("vmaf_bpp_video_synth", "video"), ("vmaf_bpp_image_mine", "image")):
+        side = json.loads((work / f"results/figures/{stem}.json").read_text())
+        got = {s["label"].replace(" (random weights)", ""): len(s["x"]) for s in side["series"]}
+        assert got == t[t.domain == domain].groupby("codec").quality.nunique().to_dict(), stem
     assert (work / "results/vmaf/video/synth/hp/q2.vmaf.json").exists()
     assert "2 threads" in (work / "logs/vmaf_video/synth/jpeg/q30.log").read_text()
     # reconstructions were temporary: gone once VMAF ran

@@ -3,6 +3,7 @@ snakemake, two synthetic local images and a synthetic clip; no ../shared needed)
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -76,6 +77,14 @@ def test_ablation_variant_is_coded_like_a_dataset(study):
     for m in ("psnr_rgb", "ms_ssim_db"):
         for ext in ("png", "pdf"):
             assert (work / f"results/figures/ablation_imgs_{m}.{ext}").stat().st_size > 5000
+        # what the figure shows: per codec, the baseline and the variant, a point per quality
+        side = json.loads((work / f"results/figures/ablation_imgs_{m}.json").read_text())
+        assert side["note"] is None
+        n = {"jpeg": 4, "webp": 4, "jpeg3": 3}
+        assert sorted(p["title"] for p in side["panels"]) == sorted(n)
+        for p in side["panels"]:
+            assert {s["label"]: len(s["x"]) for s in p["series"]} == {
+                "baseline": n[p["title"]], "r64 (resize 64x64)": n[p["title"]]}, (m, p["title"])
 
 
 def test_bd_rate_table(study):

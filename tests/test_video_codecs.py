@@ -305,6 +305,11 @@ def test_compress_sequence_through_snakemake(tmp_path, clip_file):
     avc = summary[summary.codec == "avc"].set_index("quality")
     assert avc.loc[22, "psnr_y"] > avc.loc[37, "psnr_y"] and avc.loc[22, "bpp"] > avc.loc[37, "bpp"]
     assert (work / "results/figures/video_rd_synth_psnr_y.png").stat().st_size > 0
+    # every video figure draws the sequence codecs beside the per-frame one, a point per quality
+    for m in ("psnr_y", "psnr_rgb", "ms_ssim_db"):
+        side = json.loads((work / f"results/figures/video_rd_synth_{m}.json").read_text())
+        assert {s["label"]: len(s["x"]) for s in side["series"]} == {
+            "avc": 2, "hevc": 1, "jpeg": 1, "ssf (random weights)": 1}, m
     assert df[df.codec == "ssf"].recon_match.all()
     assert planned_jobs(work) == {}
     # a deleted row file: exactly that job and the aggregation

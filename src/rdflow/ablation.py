@@ -235,18 +235,34 @@ def write_ablation_table(config: dict, dataset: str, summaries: dict, out_csv) -
 
 
 def plot_ablation(config: dict, dataset: str, metric: str, table_csv, paths) -> None:
-    """One panel per codec: the baseline (black, solid) and each variant, ``metric`` vs bpp."""
+    """One panel per codec: the baseline (black, solid) and each variant, ``metric`` vs bpp.
+    Non-finite points are left out, isolated extreme points are left outside the axes
+    (:func:`rdflow.plots.robust_limits`); a panel (or the whole figure, when the table has no
+    finite ``metric`` value, e.g. a metric not in the ``metrics`` config key) says why it is empty."""
     import math
 
     import pandas as pd
 
-    from .plots import LABELS, save
+    from .plots import LABELS, finite_rows, missing_reason, note_empty, robust_limits, save
     from matplotlib.figure import Figure
 
     df = pd.read_csv(table_csv)
-    if metric not in df.columns or df[metric].isna().all():
-        raise RdflowError(f"the ablation table {table_csv} has no {metric} values; the metric "
-                          "must be listed in the metrics config key")
+    title = (f"{dataset}: preprocessing ablation, {LABELS.get(metric, metric)} vs rate "
+             "(each variant measured against its own preprocessed images)")
+    values = pd.to_numeric(df[metric], errors="coerce") if metric in df.columns else None
+    if values is None or not values.map(math.isfinite).any():
+        why = missing_reason(df, metric)
+        if metric not in df.columns:
+            why += "; the metric must be listed in the metrics config key"
+        log.warning("the ablation table %s has no finite %s values (%s)", table_csv, metric, why)
+        fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+        ax = fig.subplots()
+        ax.set_xlabel(LABELS["bpp"])
+        ax.set_ylabel(LABELS.get(metric, metric))
+        note_empty(ax, f"no finite {metric} values: {why}")
+        fig.suptitle(title, fontsize=10)
+        save(fig, paths)
+        return
     codecs = sorted(df["codec"].unique())
     variants = ["baseline"] + sorted(v for v in df["variant"].unique() if v != "baseline")
     ncol = min(3, len(codecs))
@@ -257,20 +273,26 @@ def plot_ablation(config: dict, dataset: str, metric: str, table_csv, paths) -> 
     pre = dict(zip(df["variant"], df["preprocess"]))
     for ax, codec in zip(axes.flat, codecs):
         part = df[df["codec"] == codec]
+        drawn = 0
         for v in variants:
-            g = part[part["variant"] == v].sort_values("bpp")
-            if g.empty or g[metric].isna().all():
+            g = finite_rows(part[part["variant"] == v], ["bpp", metric], f"ablation {codec} {v}")
+            g = g.sort_values("bpp")
+            if g.empty:
                 continue
             style = dict(color="black", lw=1.8) if v == "baseline" else dict(color=colours[v], lw=1.2)
             label = "baseline" if v == "baseline" else f"{v} ({pre[v]})"
             ax.plot(g["bpp"], g[metric], marker="o", ms=3, label=label, **style)
+            drawn += 1
         ax.set_title(codec, fontsize=9)
         ax.set_xlabel(LABELS["bpp"])
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        if drawn:
+            robust_limits(ax)
+            ax.legend(fontsize=7)
+        else:
+            note_empty(ax, f"no finite {metric} values: {missing_reason(part, metric, 'variant')}")
     for ax in list(axes.flat)[len(codecs):]:
         ax.set_visible(False)
-    fig.suptitle(f"{dataset}: preprocessing ablation, {LABELS.get(metric, metric)} vs rate "
-                 "(each variant measured against its own preprocessed images)", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     save(fig, paths)

@@ -302,9 +302,12 @@ def write_table(csvs: Iterable[str | os.PathLike], out_csv: str | os.PathLike):
     return table
 
 
-def plot(table_csv: str | os.PathLike, outputs: Iterable[str | os.PathLike]) -> list[Path]:
+def plot(table_csv: str | os.PathLike, outputs: Iterable[str | os.PathLike], codecs=None) -> list[Path]:
     """The two complexity figures (PNG and PDF) from results/complexity.csv; ``outputs`` are
-    the paths the rule declares (their folder and stems must be those of :data:`FIGURES`)."""
+    the paths the rule declares (their folder and stems must be those of :data:`FIGURES`).
+    ``codecs``: the run's codec names, for colours shared with the other figures
+    (:func:`rdflow.plots.study_codecs`). Each figure's data sidecar (``<stem>.json``) is
+    written beside it, not declared."""
     import pandas as pd
 
     from .profiling import plot_complexity
@@ -314,7 +317,8 @@ def plot(table_csv: str | os.PathLike, outputs: Iterable[str | os.PathLike]) -> 
     if len(folders) != 1:
         raise RdflowError(f"complexity figures must share one folder, got {sorted(map(str, folders))}")
     df = pd.read_csv(table_csv, keep_default_na=False, na_values=["", "NaN", "nan"])
-    written = plot_complexity(df, folders.pop(), suffixes=sorted({p.suffix for p in outputs}))
+    written = plot_complexity(df, folders.pop(), suffixes=sorted({p.suffix for p in outputs}),
+                              codecs=codecs)
     missing = [p for p in outputs if p not in written]
     if missing:
         raise RdflowError(f"plot_complexity did not write {missing}; it writes {written}")

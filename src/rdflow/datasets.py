@@ -79,7 +79,8 @@ def list_local_images(folder: str | os.PathLike, *, key: str = "path") -> dict[s
         if p.name.startswith(".") or not p.is_file():
             continue
         if p.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped.append(p.name)
+            if not p.name.upper().startswith(("LICENSE", "README")):  # shipped beside images
+                skipped.append(p.name)
             continue
         if p.stem in images:
             raise RdflowError(

@@ -7,6 +7,9 @@ Backends (``detection.backend`` in config.yaml), one registry :data:`DETECTORS`:
   folder the caller names, settings sync off).
 - ``hog``: OpenCV's HOG + linear SVM people detector; needs no weights and finds only class
   ``person`` (COCO class 0). Its scores are SVM margins, not probabilities.
+- ``fastestdet``: FastestDet, a small COCO-80 detector whose ONNX weights ship with the workflow
+  (workflow/resources/detectors/fastestdet/), run by OpenCV's dnn on the CPU
+  (:mod:`rdflow.fastestdet`).
 
 Accuracy is COCO-style box mAP computed by faster-coco-eval's ``COCOeval_faster`` against either
 
@@ -34,6 +37,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from . import RdflowError
+from . import fastestdet as fd
 from .io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -128,13 +132,15 @@ class Detector:
     reports (after the ``classes`` filter), the ones accuracy is computed over."""
 
     backend: str = ""
+    #: scores are probabilities (thresholds must lie in [0, 1])
+    probability_scores: bool = False
 
     def __init__(self, *, conf: float = 0.25, map_conf: float = 0.001, iou: float = 0.7,
                  imgsz: int = 640, classes: list[str] | None = None, max_det: int = 300,
                  device: str = "cpu"):
-        if self.backend == "yolo" and not 0.0 <= map_conf <= conf <= 1.0:
+        if self.probability_scores and not 0.0 <= map_conf <= conf <= 1.0:
             raise RdflowError(f"detection.map_conf ({map_conf}) and detection.conf ({conf}) must "
-                              "satisfy 0 <= map_conf <= conf <= 1 for YOLO")
+                              f"satisfy 0 <= map_conf <= conf <= 1 for {self.backend}")
         if map_conf > conf:
             raise RdflowError(f"detection.map_conf ({map_conf}) must not exceed detection.conf "
                               f"({conf}): mAP needs the low-scoring boxes too")
@@ -322,6 +328,7 @@ class YoloDetector(Detector):
     """ultralytics YOLO (v8 and later) detection model from a ``.pt`` file."""
 
     backend = "yolo"
+    probability_scores = True
 
     def __init__(self, weights: str = "yolov8n.pt", *, weights_dir: str | os.PathLike = "resources/weights",
                  config_dir: str | os.PathLike = "resources/ultralytics", offline: bool = True,
@@ -467,8 +474,48 @@ class HogDetector(Detector):
         return sig
 
 
+class FastestDetDetector(Detector):
+    """FastestDet (:mod:`rdflow.fastestdet`) from its ONNX file, by OpenCV's dnn on the CPU.
+
+    ``weights``: the shipped FastestDet.onnx by default (its SHA-256 checked when loaded), or
+    another FastestDet ONNX export for the 80 COCO classes. The input is fixed at 352x352 (the
+    frame is resized to it, no letterbox): ``imgsz`` must be None (or 352). Scores are
+    probabilities, obj**0.6 * cls**0.4; defaults conf 0.55, map_conf 0.01, NMS IoU 0.4.
+    """
+
+    backend = "fastestdet"
+    probability_scores = True
+
+    def __init__(self, weights: str | None = None, *, conf: float = fd.CONF,
+                 map_conf: float = fd.MAP_CONF, iou: float = fd.IOU, imgsz: int | None = None,
+                 **kwargs):
+        if imgsz is not None and int(imgsz) != fd.INPUT:
+            raise RdflowError(f"detection.imgsz ({imgsz}) does not apply to fastestdet: its "
+                              f"network input is fixed at {fd.INPUT}x{fd.INPUT} (every frame is "
+                              "resized to it); leave imgsz unset (null)")
+        super().__init__(conf=conf, map_conf=map_conf, iou=iou, imgsz=fd.INPUT, **kwargs)
+        self.weights = str(weights or fd.DEFAULT_WEIGHTS)
+        self.model: fd.FastestDet | None = None
+
+    def _load(self) -> None:
+        self.model = fd.FastestDet(self.weights)
+        self.names = dict(self.model.names)
+
+    def _detect(self, rgb: np.ndarray) -> Detections:
+        boxes, scores, classes = self.model(rgb, self.map_conf, self.iou)
+        return Detections(boxes, scores, classes, rgb.shape[1], rgb.shape[0])
+
+    def signature(self) -> dict:
+        sig = super().signature()
+        sig["weights"] = self.weights
+        sig["weights_sha256"] = (self.model.sha256 if self.model is not None
+                                 else fd.sha256(fd.shipped_path(self.weights)))
+        return sig
+
+
 #: Detector backends by ``detection.backend``.
-DETECTORS: dict[str, type[Detector]] = {"yolo": YoloDetector, "hog": HogDetector}
+DETECTORS: dict[str, type[Detector]] = {"yolo": YoloDetector, "hog": HogDetector,
+                                        "fastestdet": FastestDetDetector}
 
 
 def build(backend: str, **options) -> Detector:

@@ -2,7 +2,7 @@
 
 The config section ``detection:`` (workflow/schemas/config.schema.yaml) switches it on. For every
 video sequence, and for every image dataset that has labels (``detection.labels``), the
-detector (:mod:`rdflow.detection`: YOLO or OpenCV HOG) runs
+detector (:mod:`rdflow.detection`: YOLO, OpenCV HOG or FastestDet) runs
 
 - once on the uncompressed frames (``detect_original``), and
 - once per (codec, quality) on the decoded frames (``detect_decoded``; the 8-bit RGB
@@ -88,12 +88,18 @@ def labels(config: dict) -> dict:
 
 
 def weights_path(config: dict) -> Path | None:
-    """The YOLO weights file the detection jobs read (None for backends without weights).
+    """The weights file the detection jobs read (None for backends without weights).
 
-    ``detection.weights`` is used as given when that file exists or when it names a folder;
-    a bare name (``yolov8n.pt``) is looked up in ``resources/weights``."""
+    yolo: ``detection.weights`` is used as given when that file exists or when it names a
+    folder; a bare name (``yolov8n.pt``) is looked up in ``resources/weights``. fastestdet:
+    ``detection.weights`` as given, else the shipped FastestDet.onnx."""
     d = settings(config)
-    if d.get("backend", "yolo") != "yolo":
+    backend = d.get("backend", "yolo")
+    if backend == "fastestdet":
+        from . import fastestdet as fd
+
+        return fd.shipped_path(d["weights"]) if d.get("weights") else fd.default_weights()
+    if backend != "yolo":
         return None
     w = str(d.get("weights") or "yolov8n.pt")
     p = Path(w)
@@ -127,7 +133,7 @@ def yolo_asset_url(name: str, base_url: str | None = None) -> str:
 def resolve_device(device: str, backend: str) -> str:
     """cpu or cuda for a detection job (``auto``: cuda when torch sees a GPU)."""
     if backend != "yolo":
-        return "cpu"  # HOG runs in OpenCV on the CPU
+        return "cpu"  # HOG and FastestDet run in OpenCV on the CPU
     if device == "auto":
         import torch
 
@@ -163,9 +169,12 @@ def detector_options(config: dict, source: str | None = None, name: str | None =
     (``source`` video|image, ``name``) since the default image size follows the unit's size."""
     d = settings(config)
     backend = d.get("backend", "yolo")
-    imgsz = int(d["imgsz"]) if d.get("imgsz") else auto_imgsz(config, source, name)
-    opts: dict = {"backend": backend, "imgsz": imgsz,
-                  "max_det": int(d.get("max_det", 300)), "classes": d.get("classes") or None}
+    opts: dict = {"backend": backend, "max_det": int(d.get("max_det", 300)),
+                  "classes": d.get("classes") or None}
+    if backend != "fastestdet":  # its input size is fixed: an imgsz given is refused by it
+        opts["imgsz"] = int(d["imgsz"]) if d.get("imgsz") else auto_imgsz(config, source, name)
+    elif d.get("imgsz"):
+        opts["imgsz"] = int(d["imgsz"])
     for key in ("conf", "map_conf", "iou"):
         if d.get(key) is not None:
             opts[key] = float(d[key])
@@ -174,6 +183,8 @@ def detector_options(config: dict, source: str | None = None, name: str | None =
                     config_dir=ULTRALYTICS_DIR, offline=bool(d.get("offline", True)),
                     base_url=d.get("base_url"),
                     device=d.get("device") or config.get("device", "auto"))
+    elif backend == "fastestdet":
+        opts["weights"] = str(weights_path(config))
     opts.update(d.get("options") or {})
     return opts
 
@@ -197,14 +208,17 @@ def build_detector(config: dict, *, device: str | None = None, source: str | Non
 
 
 def class_names_at_parse_time(config: dict) -> dict[int, str] | None:
-    """The detector's class names when they are known without loading the model: HOG's, and
-    those of ultralytics' COCO-trained assets (yolov8n.pt, yolo11s.pt, ...); else None."""
+    """The detector's class names when they are known without loading the model: HOG's,
+    FastestDet's (the shipped coco.names), and those of ultralytics' COCO-trained assets
+    (yolov8n.pt, yolo11s.pt, ...); else None."""
     from . import detection as det
 
     d = settings(config)
     backend = d.get("backend", "yolo")
     if backend == "hog":
         return {det.PERSON: "person"}
+    if backend == "fastestdet":
+        return det.fd.names()
     if backend == "yolo":
         w = str(d.get("weights") or "yolov8n.pt")
         if _COCO_ASSET.match(Path(w).name):
@@ -231,6 +245,17 @@ def check_weights(config: dict) -> None:
     path = weights_path(config)
     if path is None:
         return
+    if d.get("backend") == "fastestdet":  # loaded (and the shipped file's hash checked) by jobs
+        from . import fastestdet as fd
+
+        if path.is_file():
+            return
+        if fd.is_default(path):
+            raise RdflowError(f"the FastestDet weights shipped with rdflow ({path}) are missing: "
+                              f"restore {fd.DEFAULT_WEIGHTS} from the repository")
+        raise RdflowError(f"FastestDet weights {d.get('weights')} (detection.weights) "
+                          f"{'is not a file' if path.exists() else 'does not exist'}: fix the "
+                          "path, or leave detection.weights unset for the shipped FastestDet.onnx")
     given = str(d.get("weights") or "yolov8n.pt")
     if path.is_file():
         _sniff_weights(path)
@@ -457,6 +482,8 @@ def download_targets(config: dict) -> list[str]:
     if not enabled(config):
         return []
     d = settings(config)
+    if d.get("backend", "yolo") != "yolo":
+        return []  # hog needs no weights; fastestdet's ship with the workflow
     w = weights_path(config)
     given = str(d.get("weights") or "yolov8n.pt")
     if w is None or d.get("offline", True) or w.as_posix() != f"{WEIGHTS_DIR}/{given}":
@@ -512,6 +539,10 @@ def _loaded_detector(config: dict, device: str, threads: int, source: str | None
     w = weights_path(config)
     stamp = (w.stat().st_mtime_ns, w.stat().st_size) if w is not None and w.is_file() else None
     key = json.dumps([opts, device, stamp], sort_keys=True, default=str)
+    if opts["backend"] != "yolo":  # OpenCV (HOG, FastestDet's dnn): before it loads and runs
+        import cv2
+
+        cv2.setNumThreads(max(1, int(threads)))
     t0 = time.perf_counter()
     with _DETECTORS_LOCK:
         detector = _DETECTORS.get(key)
@@ -526,10 +557,6 @@ def _loaded_detector(config: dict, device: str, threads: int, source: str | None
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
-    else:
-        import cv2
-
-        cv2.setNumThreads(max(1, int(threads)))
     return detector, load_s
 
 
@@ -830,18 +857,21 @@ def _unit_rows(df, source: str, name: str):
 
 
 def plot_unit(csv_path: str, source: str, name: str, map_paths: list[str],
-              proxy_paths: list[str]) -> None:
+              proxy_paths: list[str], codecs=None) -> None:
     """Two figures of one sequence/dataset: mAP versus bpp (one panel per metric and ground
     truth, all codecs), and detections per frame versus bpp; the uncompressed frames' value is
-    the dashed grey line."""
+    the dashed grey line. Codec colours: :func:`rdflow.plots.codec_colours` of ``codecs`` (the
+    run's codec names; default those of the table). Non-finite points are left out; a panel
+    without any finite value (e.g. every mAP NaN) says why."""
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from .plots import LABELS, save
+    from .plots import LABELS, codec_colours, save
 
     df = _unit_rows(pd.read_csv(csv_path), source, name)
     if df.empty:
         raise RdflowError(f"{csv_path} has no rows for {source} {name}")
+    colours = codec_colours(list(codecs or []) + [str(c) for c in df["codec"].unique()])
     backend = str(df["backend"].iloc[0])
     truths = [g for g in ("labels", "pseudo") if (df["gt"] == g).any()]
     metrics = ["map50", "map50_95"]
@@ -851,43 +881,56 @@ def plot_unit(csv_path: str, source: str, name: str, map_paths: list[str],
         sub = df[df["gt"] == gt]
         for j, m in enumerate(metrics):
             ax = axes[i][j]
-            _curves(ax, sub, m)
-            ref = sub[f"uncompressed_{m}"].dropna()
-            if len(ref):
-                ax.axhline(float(ref.iloc[0]), color="0.4", ls="--", lw=1.0, label="uncompressed")
             what = "labels" if gt == "labels" else "pseudo ground truth"
             ax.set_title(f"{LABELS.get(m, m)} vs {what}", fontsize=9)
             ax.set_xlabel(LABELS["bpp"])
             ax.set_ylabel(LABELS.get(m, m))
             ax.set_ylim(-0.02, 1.02)  # mAP is a fraction: panels and figures compare at a glance
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
+            col = f"uncompressed_{m}"
+            ref = sub[col].dropna() if col in sub else sub[m].iloc[:0]
+            if len(ref):
+                ax.axhline(float(ref.iloc[0]), color="0.4", ls="--", lw=1.0, label="uncompressed")
+            _curves(ax, sub, m, colours, y_limits=False)
     fig.suptitle(f"{name}: detection accuracy vs rate ({backend})")
     save(fig, map_paths)
 
     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.subplots()
     sub = df[df["gt"] == "pseudo"]
-    _curves(ax, sub, "detections_per_frame")
-    ref = sub["uncompressed_detections_per_frame"].dropna()
-    if len(ref):
-        ax.axhline(float(ref.iloc[0]), color="0.4", ls="--", lw=1.0, label="uncompressed")
     conf = sub["conf"].iloc[0] if "conf" in sub and len(sub) else math.nan
     ax.set_title(f"{name}: detections per frame (score >= {conf:g}) vs rate ({backend})",
                  fontsize=9)
     ax.set_xlabel(LABELS["bpp"])
     ax.set_ylabel("Detections per frame")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    col = "uncompressed_detections_per_frame"
+    ref = sub[col].dropna() if col in sub else sub.iloc[:0]
+    if len(ref):
+        ax.axhline(float(ref.iloc[0]), color="0.4", ls="--", lw=1.0, label="uncompressed")
+    _curves(ax, sub, "detections_per_frame", colours)
     save(fig, proxy_paths)
 
 
-def _curves(ax, df, y: str) -> None:
+def _curves(ax, df, y: str, colours: dict, *, y_limits: bool = True) -> None:
+    """One line per codec of its finite (bpp, y) points, then robust limits and the legend, or
+    the empty-panel note when no codec has a finite value."""
+    from .plots import finite_rows, missing_reason, note_empty, robust_limits
+
+    drawn = 0
     for codec, g in df.groupby("codec", sort=True):
+        g = finite_rows(g, ["bpp", y], f"{ax.get_title()}: {codec}") if y in g else g.iloc[:0]
         g = g.sort_values("bpp")
-        if g[y].isna().all():
+        if g.empty:
             continue
-        ax.plot(g["bpp"], g[y], marker="o", ms=3.5, lw=1.4, label=str(codec))
+        ax.plot(g["bpp"], g[y], marker="o", ms=3.5, lw=1.4, label=str(codec),
+                color=colours.get(str(codec)))
+        drawn += 1
+    if drawn:
+        robust_limits(ax, y=y_limits)
+        ax.legend(fontsize=7)
+    else:
+        note_empty(ax, f"no finite {y} values: {missing_reason(df, y)}")
 
 
 # --------------------------------------------------------------------------------------------

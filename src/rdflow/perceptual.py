@@ -439,9 +439,11 @@ def write_tables(inputs: dict, out_table, out_corr):
 
 
 # ----------------------------------------------------------------------------- figures
-def plot_vmaf_bpp(table_csv, domain: str, name: str, paths) -> None:
+def plot_vmaf_bpp(table_csv, domain: str, name: str, paths, codecs=None) -> None:
     """VMAF-rate curves of one sequence (domain video) or dataset (domain image): the mean
-    VMAF and bpp of each (codec, quality)."""
+    VMAF and bpp of each (codec, quality); every codec of the table with finite values is drawn
+    (per-frame image codecs and sequence codecs such as x264/x265 alike). ``codecs``: the run's
+    codec names (:func:`rdflow.plots.study_codecs`), for colours shared by all figures."""
     import pandas as pd
 
     from .plots import rd_curves
@@ -455,16 +457,20 @@ def plot_vmaf_bpp(table_csv, domain: str, name: str, paths) -> None:
     if "weights" in t:
         summary = summary.join(t.groupby(["codec", "quality"], sort=True)[["weights"]].first())
     model = t["vmaf_model"].iloc[0]
-    rd_curves(summary.reset_index(), "vmaf", paths, title=f"{name}: VMAF ({model}) vs rate")
+    rd_curves(summary.reset_index(), "vmaf", paths, title=f"{name}: VMAF ({model}) vs rate",
+              codecs=codecs)
 
 
-def plot_vmaf_vs_psnr(table_csv, corr_csv, domain: str, paths, dataset: str | None = None):
+def plot_vmaf_vs_psnr(table_csv, corr_csv, domain: str, paths, dataset: str | None = None,
+                      codecs=None):
     """Scatter of VMAF against PSNR (psnr_y for video, psnr_rgb for images), one colour per
-    codec, with each codec's least-squares line and the pooled one (black, dashed)."""
+    codec (:func:`rdflow.plots.codec_colours` of ``codecs``, default the table's), with each
+    codec's least-squares line and the pooled one (black, dashed). Non-finite points are left
+    out (counted in the title); without any finite point the panel says why."""
     import numpy as np
     import pandas as pd
 
-    from .plots import LABELS, new_figure, save
+    from .plots import LABELS, codec_colours, missing_reason, new_figure, note_empty, robust_limits, save
 
     t = pd.read_csv(table_csv)
     corr = pd.read_csv(corr_csv, keep_default_na=False, na_values=[""])
@@ -479,22 +485,22 @@ def plot_vmaf_vs_psnr(table_csv, corr_csv, domain: str, paths, dataset: str | No
                           + (f" for dataset {dataset}" if dataset else ""))
     fig, ax = new_figure()
     fits = c.set_index("codec")
-    finite = t[np.isfinite(t[x]) & np.isfinite(t["vmaf"])]
+    colours = codec_colours(list(codecs or []) + [str(k) for k in t["codec"].unique()])
+    xv = pd.to_numeric(t[x], errors="coerce") if x in t else pd.Series(np.nan, index=t.index)
+    finite = t[np.isfinite(xv) & np.isfinite(pd.to_numeric(t["vmaf"], errors="coerce"))]
     lo, hi = (finite[x].min(), finite[x].max()) if len(finite) else (0.0, 1.0)
     xx = np.linspace(lo, hi, 50)
-    colours = {}
     for codec, g in sorted(finite.groupby("codec")):
-        pts = ax.scatter(g[x], g["vmaf"], s=9, alpha=0.6, label=None)
-        colours[codec] = pts.get_facecolor()[0]
+        colour = colours[str(codec)]
         f = fits.loc[codec] if codec in fits.index else None
         label = codec + (" (random weights)" if "weights" in g
                          and str(g["weights"].iloc[0]).startswith("random") else "")
         if f is not None and np.isfinite(f["slope"]):  # drawn over the codec's own x range
             xc = np.linspace(g[x].min(), g[x].max(), 20)
-            ax.plot(xc, f["slope"] * xc + f["intercept"], color=colours[codec], lw=1.0)
+            ax.plot(xc, f["slope"] * xc + f["intercept"], color=colour, lw=1.0)
             label = f"{label}: r={f['pearson_r']:.3f}, ρ={f['spearman_rho']:.3f}, R²={f['r2']:.3f}"
-        ax.plot([], [], marker="o", ls="-", color=colours[codec], label=label)
-    if POOLED in fits.index and np.isfinite(fits.loc[POOLED, "slope"]):
+        ax.scatter(g[x], g["vmaf"], s=9, alpha=0.6, color=colour, label=label)
+    if len(finite) and POOLED in fits.index and np.isfinite(fits.loc[POOLED, "slope"]):
         f = fits.loc[POOLED]
         ax.plot(xx, f["slope"] * xx + f["intercept"], color="black", ls="--", lw=1.2,
                 label=f"pooled: r={f['pearson_r']:.3f}, ρ={f['spearman_rho']:.3f}, "
@@ -506,6 +512,12 @@ def plot_vmaf_vs_psnr(table_csv, corr_csv, domain: str, paths, dataset: str | No
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel("VMAF")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=6.5)
+    if len(finite):
+        robust_limits(ax)
+        ax.legend(fontsize=6.5)
+    else:
+        why = missing_reason(t, "vmaf") if not np.isfinite(pd.to_numeric(t["vmaf"], errors="coerce")).any() \
+            else missing_reason(t, x)
+        note_empty(ax, f"no finite (VMAF, {x}) pairs: {why}")
     save(fig, paths)
 

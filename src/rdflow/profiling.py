@@ -985,40 +985,69 @@ def write_complexity_csv(rows: list[dict], path: str | os.PathLike) -> None:
 # ------------------------------------------------------------------------------------------
 # figures
 # ------------------------------------------------------------------------------------------
+def megapixel_label(width: int, height: int) -> str:
+    """``512, 512`` -> ``"512x512\\n0.26 MP"`` (a tick label of a resolution axis: the size
+    over its megapixels)."""
+    mp = width * height / 1e6
+    num = f"{mp:.0f}" if mp >= 10 else f"{mp:.2f}" if mp >= 0.1 else f"{mp:.2g}"
+    return f"{width}x{height}\n{num} MP"
+
+
 def plot_complexity(rows_or_frame, out_dir: str | os.PathLike, *,
-                    suffixes: Sequence[str] = (".png",)) -> list[Path]:
+                    suffixes: Sequence[str] = (".png",), codecs=None) -> list[Path]:
     """Two figures from complexity rows: ``complexity_bpp_time`` (bpp vs encode and decode
     time at the largest resolution where every curve has a successful row; one curve per
     codec, or per codec and device when rows come from several devices) and
     ``complexity_resolution`` (encode/decode time, peak RSS and, from a GPU, peak VRAM vs
-    megapixels, per curve at its median quality). Failed rows are left out. Returns the
-    written paths.
+    megapixels, per curve at its median quality; ticks at the measured resolutions, labelled
+    ``WxH`` and megapixels). Failed rows and non-finite values are left out; when no row
+    succeeded, both figures say so in a centred text. Colours: one per codec
+    (:func:`rdflow.plots.codec_colours` of ``codecs``, default the table's), the device by line
+    style. Each figure has its data sidecar (``<stem>.json``, :func:`rdflow.plots.save`).
+    Returns the written figure paths.
     """
     import pandas as pd
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
-    from .io import atomic_path
+    from .plots import codec_colours, finite_rows, note_empty, robust_limits, save as save_figure
 
-    df = rows_or_frame if isinstance(rows_or_frame, pd.DataFrame) else pd.DataFrame(rows_or_frame)
-    df = df[df["status"] == "ok"].copy()
-    if df.empty:
-        raise RdflowError("no successful complexity rows to plot (every measurement failed; "
-                          "see the error column of results/complexity.csv)")
-    df["mpx"] = df["width"] * df["height"] / 1e6
-    # one curve per (codec, device): a codec measured on CPU and GPU gives two curves
-    multi = df["device"].astype(str).nunique() > 1
-    df["curve"] = df["codec"].astype(str) + (" (" + df["device"].astype(str) + ")" if multi else "")
+    raw = rows_or_frame if isinstance(rows_or_frame, pd.DataFrame) else pd.DataFrame(rows_or_frame)
+    n_rows = len(raw)
+    df = raw[raw["status"] == "ok"].copy() if "status" in raw else raw.iloc[:0].copy()
     out_dir = Path(out_dir)
     written: list[Path] = []
 
     def save(fig, stem):
-        FigureCanvasAgg(fig)
-        for suf in suffixes:
-            p = out_dir / f"{stem}{suf}"
-            with atomic_path(p) as tmp:
-                fig.savefig(tmp, format=suf.lstrip("."), dpi=150)
-            written.append(p)
+        paths = [out_dir / f"{stem}{suf}" for suf in suffixes]
+        save_figure(fig, paths)
+        written.extend(paths)
+
+    if df.empty:
+        errors = sorted({str(e) for e in raw.get("error", pd.Series(dtype=object)).dropna() if str(e)})
+        text = (f"no successful complexity rows: all {n_rows} measurements failed (see the error "
+                "column of results/complexity.csv)" + (f"\ne.g. {errors[0][:120]}" if errors else ""))
+        log.warning("%s", text)
+        for stem, labels in (("complexity_bpp_time", ("Rate [bpp]", "Encode time, median [s]")),
+                             ("complexity_resolution", ("Resolution [megapixels]", "Encode time, median [s]"))):
+            fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+            ax = fig.subplots()
+            ax.set_xlabel(labels[0])
+            ax.set_ylabel(labels[1])
+            note_empty(ax, text)
+            save(fig, stem)
+        return written
+    df["mpx"] = df["width"] * df["height"] / 1e6
+    # one curve per (codec, device): a codec measured on CPU and GPU gives two curves
+    devices = sorted(set(df["device"].astype(str)))
+    multi = len(devices) > 1
+    df["curve"] = df["codec"].astype(str) + (" (" + df["device"].astype(str) + ")" if multi else "")
+    colours = codec_colours(list(codecs or []) + [str(c) for c in df["codec"].unique()])
+    dashes = ("-", "--", ":", "-.")
+
+    def style(g):
+        return dict(color=colours[str(g["codec"].iloc[0])],
+                    ls=dashes[devices.index(str(g["device"].iloc[0])) % len(dashes)])
 
     # bpp vs time at the largest resolution where every curve has a successful row (else the
     # largest of all, the missing curves named in the title)
@@ -1032,22 +1061,29 @@ def plot_complexity(rows_or_frame, out_dir: str | os.PathLike, *,
     axes = fig.subplots(1, 2)
     for ax, col, label in ((axes[0], "enc_s_median", "Encode"), (axes[1], "dec_s_median", "Decode")):
         for name, g in big.groupby("curve", sort=True):
-            g = g.sort_values("bpp")
+            g = finite_rows(g, ["bpp", col], f"complexity_bpp_time {name}").sort_values("bpp")
+            if g.empty:
+                continue
             mid = g[col].to_numpy(float)
-            lo = mid - g[col.replace("median", "p25")].to_numpy(float)
-            hi = g[col.replace("median", "p75")].to_numpy(float) - mid
+            lo = np.nan_to_num(mid - g[col.replace("median", "p25")].to_numpy(float))
+            hi = np.nan_to_num(g[col.replace("median", "p75")].to_numpy(float) - mid)
             ax.errorbar(g["bpp"].to_numpy(float), mid, yerr=np.vstack([lo, hi]),
-                        marker="o", capsize=2, label=str(name))
+                        marker="o", capsize=2, label=str(name), **style(g))
         ax.set_xlabel("Rate [bpp]")
         ax.set_ylabel(f"{label} time, median [s]")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
+        if ax.get_lines():
+            robust_limits(ax)
+        else:
+            note_empty(ax, f"no finite {col} values at this size")
     w, h = int(big["width"].iloc[0]), int(big["height"].iloc[0])
     dev = ", ".join(sorted(set(big["device"].astype(str))))
     missing = sorted(set(df["curve"]) - set(big["curve"]))
     note = f"; no successful row at this size: {', '.join(missing)}" if missing else ""
     fig.suptitle(f"Rate vs coding time at {w}x{h} ({dev}){note}")
-    axes[0].legend(fontsize="small")
+    if axes[0].get_lines():
+        axes[0].legend(fontsize="small")
     save(fig, "complexity_bpp_time")
 
     # time and memory vs resolution (a fourth panel with peak VRAM when a GPU was measured)
@@ -1063,15 +1099,38 @@ def plot_complexity(rows_or_frame, out_dir: str | os.PathLike, *,
         q = qs[len(qs) // 2]
         g = g[g["quality"] == q].sort_values("mpx")
         for ax, (col, _) in zip(axes, panels):
-            ax.plot(g["mpx"], g[col].astype(float), marker="o", label=f"{name} q{q}")
-    for ax, (_, ylab) in zip(axes, panels):
+            gc_ = finite_rows(g, ["mpx", col], f"complexity_resolution {name} {col}")
+            if len(gc_):
+                ax.plot(gc_["mpx"], gc_[col].astype(float), marker="o", label=f"{name} q{q}", **style(g))
+    # ticks at the measured resolutions: "WxH" and megapixels (several sizes of one pixel count
+    # share a tick)
+    ticks: dict[float, list[str]] = {}
+    for wh in sorted(sizes, key=lambda wh: (wh[0] * wh[1], wh)):
+        ticks.setdefault(wh[0] * wh[1] / 1e6, []).append(f"{wh[0]}x{wh[1]}")
+    locs = sorted(ticks)
+    tick_labels = ["/".join(ticks[m]) + "\n" + megapixel_label(*map(int, ticks[m][0].split("x"))).split("\n")[1]
+                   for m in locs]
+    for i, (ax, (col, ylab)) in enumerate(zip(axes, panels)):
         ax.set_xlabel("Resolution [megapixels]")
         ax.set_ylabel(ylab)
         ax.set_xscale("log")
+        if i < 2:
+            ax.set_yscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(locs))
+        ax.xaxis.set_major_formatter(FixedFormatter(tick_labels))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.tick_params(axis="x", labelsize=7)
+        if len(locs) > 4:
+            for t in ax.get_xticklabels():
+                t.set_rotation(30)
+                t.set_ha("right")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_yscale("log")
-    axes[1].set_yscale("log")
-    axes[0].legend(fontsize="small")
-    fig.suptitle(f"Coding time and memory vs resolution ({', '.join(sorted(set(df['device'].astype(str))))})")
+        if ax.get_lines():
+            robust_limits(ax, x=False)  # every measured resolution stays in view
+        else:
+            note_empty(ax, f"no finite {col} values")
+    if axes[0].get_lines():
+        axes[0].legend(fontsize="small")
+    fig.suptitle(f"Coding time and memory vs resolution ({', '.join(devices)})")
     save(fig, "complexity_resolution")
     return written

@@ -93,10 +93,11 @@ rule plot_video_rd:
         "logs/plot_video_rd/{sequence}_{metric}.log",
     run:
         import pandas as pd
-        from rdflow.plots import LABELS, rd_curves
+        from rdflow.plots import LABELS, rd_curves, study_codecs
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
             summary = pd.read_csv(input.summary)
             title = f"{wildcards.sequence}: {LABELS.get(wildcards.metric, wildcards.metric)} vs rate"
-            rd_curves(summary, wildcards.metric, [output.png, output.pdf], title=title)
+            rd_curves(summary, wildcards.metric, [output.png, output.pdf], title=title,
+                      codecs=study_codecs(config))

@@ -154,4 +154,5 @@ rule plot_machine_vision:
 
         with job_log(log[0]):
             plot_unit(input[0], wildcards.mvsource, wildcards.mvname,
-                      [output.map_png, output.map_pdf], [output.proxy_png, output.proxy_pdf])
+                      [output.map_png, output.map_pdf], [output.proxy_png, output.proxy_pdf],
+                      codecs=study_codecs(config))

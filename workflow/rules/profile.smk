@@ -81,7 +81,7 @@ rule plot_complexity:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            cplx.plot(input[0], output)
+            cplx.plot(input[0], output, codecs=study_codecs(config))
 
 
 # Runs last: its inputs are every other final target. The benchmark files themselves are read

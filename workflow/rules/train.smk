@@ -72,3 +72,21 @@ rule train_quickstart:
     workflow/resources/models/quickstart/ to ship them (README, "The shipped model")."""
     input:
         [_train.model_path("quickstart", q) for q in TRAIN["quickstart"]["qualities"]],
+
+
+rule training_table:
+    """The loss curves of a trained model the study codes with (made here, or shipped)."""
+    input:
+        lambda wc: _train.info_files(config, wc.model),
+    output:
+        csv=report("results/train_{model}.csv", caption="../report/train_csv.rst", category="Training"),
+        png=report("results/figures/train_{model}.png", caption="../report/train_plot.rst",
+                   category="Training"),
+        pdf="results/figures/train_{model}.pdf",
+    log:
+        "logs/training_table/{model}.log",
+    run:
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            _train.write_training_table(wildcards.model, list(input), output.csv, [output.png, output.pdf])

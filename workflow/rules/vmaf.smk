@@ -89,7 +89,8 @@ rule plot_vmaf_bpp:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.plot_vmaf_bpp(input.table, wildcards.domain, wildcards.name, [output.png, output.pdf])
+            perceptual.plot_vmaf_bpp(input.table, wildcards.domain, wildcards.name, [output.png, output.pdf],
+                                      codecs=study_codecs(config))
 
 
 rule plot_vmaf_vs_psnr_video:
@@ -106,7 +107,8 @@ rule plot_vmaf_vs_psnr_video:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.plot_vmaf_vs_psnr(input.table, input.corr, "video", [output.png, output.pdf])
+            perceptual.plot_vmaf_vs_psnr(input.table, input.corr, "video", [output.png, output.pdf],
+                                         codecs=study_codecs(config))
 
 
 rule plot_vmaf_vs_psnr_image:
@@ -124,4 +126,4 @@ rule plot_vmaf_vs_psnr_image:
 
         with job_log(log[0]):
             perceptual.plot_vmaf_vs_psnr(input.table, input.corr, "image", [output.png, output.pdf],
-                                         dataset=wildcards.dataset)
+                                         dataset=wildcards.dataset, codecs=study_codecs(config))
