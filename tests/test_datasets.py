@@ -16,10 +16,12 @@ def test_missing_folder_names_key_and_path(tmp_path):
 
 def test_non_image_files_are_skipped(tmp_path, caplog):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
-    (tmp_path / "README.txt").write_text("hello")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "LICENSE.kodak").write_text("licence text shipped beside the images")
     imgs = list_local_images(tmp_path)
     assert list(imgs) == ["a"]
-    assert "README.txt" in caplog.text
+    assert "notes.txt" in caplog.text
+    assert "LICENSE" not in caplog.text       # a license beside shipped images is expected
 
 
 def test_folder_without_images(tmp_path):

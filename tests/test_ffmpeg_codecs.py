@@ -307,10 +307,10 @@ def test_bad_options_are_config_errors(entry, match):
 def test_schema_rejects_bad_values():
     from rdflow.config import validate
 
-    for entry in ({"kind": "hevc_intra", "qualities": [30], "pix_fmt": "rgb24"},
-                  {"kind": "av1_intra", "qualities": [30], "cpu_used": 9},
-                  {"kind": "jpegxl", "qualities": [80], "effort": 0}):
-        with pytest.raises(RdflowError, match="does not match"):
+    for entry, key in (({"kind": "hevc_intra", "qualities": [30], "pix_fmt": "rgb24"}, "pix_fmt: 'rgb24' is not one of"),
+                       ({"kind": "av1_intra", "qualities": [30], "cpu_used": 9}, "cpu_used: 9 is greater than the maximum"),
+                       ({"kind": "jpegxl", "qualities": [80], "effort": 0}, "effort: 0 is less than the minimum")):
+        with pytest.raises(RdflowError, match=f"config key codecs.x.{key}"):
             validate({"codecs": {"x": entry}})
 
 

@@ -93,7 +93,10 @@ def test_quickstart_video_vmaf_detection(quickstart):
     assert {"quickstart", "jpeg", "x264", "x265"} <= set(v.codec)
     assert v[v.codec.isin(["x264", "x265"])].groupby(["codec", "quality"]).size().eq(8).all()
     vm = pd.read_csv(r / "vmaf.csv")
-    assert len(vm[vm.domain == "sequence"]) > 0 and vm.vmaf.between(1, 100).all()
+    assert vm.vmaf.between(0, 100).all()
+    # per-frame codecs get VMAF per frame (sequence codecs: not yet, see the video-codecs issue)
+    assert (vm[(vm.domain == "video") & (vm.codec == "jpeg")].vmaf > 20).all()
+    assert len(vm[(vm.domain == "video") & (vm.codec == "jpeg")]) == 6 * 8
     # FastestDet finds the cars of every original frame (the clip has 5-6 per frame)
     original = json.loads((r / "detection/video/cars/original.json").read_text())
     assert original["detector"]["backend"] == "fastestdet"
@@ -132,8 +135,10 @@ def test_a_study_file_replaces_the_quickstart(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout + proc.stderr)
     assert counts["compress_image"] == 2 * 3            # 2 qualities x 3 images, nothing else
-    assert "compress_frame" not in counts and "detect_original" not in counts
-    assert "complexity_codec" not in counts and "vmaf_image" not in counts
+    assert counts["vmaf_image"] == 2                    # VMAF is on by default (schema)
+    for rule in ("compress_frame", "compress_sequence", "detect_original", "complexity_codec",
+                 "preprocess_image", "training_table"):
+        assert rule not in counts, rule
 
 
 def test_the_quickstart_plans_every_stage(tmp_path):
@@ -171,3 +176,36 @@ def test_seed_study_is_what_the_issue_lists(tmp_path):
     assert set(cfg["video_codecs"]) == {"x264", "x265"}
     assert cfg["detection"]["backend"] == "yolo" and cfg["detection"]["weights"] == "yolov8n.pt"
     assert cfg["ablation"]["variants"]["r192"] == {"resize": [192, 192]}
+
+
+def test_quickstart_figures_by_content(quickstart):
+    fig = quickstart["results"] / "figures"
+    rd = json.loads((fig / "image_rd_kodak3_psnr_rgb.json").read_text())
+    series = {s["label"]: s for p in rd.get("panels", [rd]) for s in p.get("series", [])}
+    assert {"quickstart", "jpeg", "webp", "bpg444"} <= set(series)
+    assert len(series["quickstart"]["x"]) == 4 and len(series["jpeg"]["x"]) == 6
+    published = [label for label in series if label.endswith("(published)")]
+    assert "jpeg (published)" in published
+    assert series["jpeg (published)"]["color"] == series["jpeg"]["color"]
+    assert series["jpeg (published)"]["linestyle"] in ("--", "dashed")
+    video = json.loads((fig / "video_rd_cars_psnr_y.json").read_text())
+    labels = {s["label"] for p in video.get("panels", [video]) for s in p.get("series", [])}
+    assert {"x264", "x265", "quickstart", "jpeg"} <= labels
+    train = json.loads((fig / "train_quickstart.json").read_text())
+    curves = [s for p in train.get("panels", [train]) for s in p.get("series", [])]
+    assert len(curves) == 3 * 4                       # loss, bpp, psnr for each of 4 qualities
+
+
+def test_quickstart_report_renders_in_a_browser(quickstart, tmp_path):
+    from browser import CHROMIUM, render_report
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is absent, but CI installs Chromium")
+        pytest.skip(f"{CHROMIUM} is absent: apt-get install chromium")
+    shot = quickstart["results"] / "report_screenshot.png"   # kept beside the run's results
+    seen = render_report(quickstart["work"] / "report.html", shot, front_text="rdflow study")
+    assert seen["front_page"], seen.get("front_text", "")[:300]
+    assert seen["figure_loaded"] and seen["table_rendered"]
+    assert seen["console_errors"] == [], seen["console_errors"][:5]
+    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

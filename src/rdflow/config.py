@@ -191,6 +191,7 @@ def check(config: dict) -> None:
     from .machine_vision import check as check_detection; check_detection(config)  # noqa: E702
     from .video_codecs import check as check_video_codecs; check_video_codecs(config)  # noqa: E702
     from .complexity import check as check_complexity; check_complexity(config)  # noqa: E702
+    from .download import check_urls; check_urls(config)  # noqa: E702
 
 
 def _check_trained(config: dict, name: str, c: dict) -> tuple[int, int]:

@@ -52,6 +52,94 @@ KODAK_BASE_URL = "http://r0k.us/graphics/kodak/kodak/"
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
+#: default of the config key ``max_pixels``: admits 8K (7680x4320 = 33.2 Mpixel) frames
+MAX_PIXELS_DEFAULT = 40_000_000
+_max_pixels = MAX_PIXELS_DEFAULT
+
+
+def set_max_pixels(n: int | None) -> int:
+    """Set the largest image rdflow decodes (config key ``max_pixels``; None: the default).
+
+    Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is set to the same value, so
+    both checks agree. Returns the previous value.
+    """
+    from PIL import Image as PILImage
+
+    global _max_pixels
+    old = _max_pixels
+    _max_pixels = int(n) if n else MAX_PIXELS_DEFAULT
+    PILImage.MAX_IMAGE_PIXELS = _max_pixels
+    return old
+
+
+def max_pixels() -> int:
+    return _max_pixels
+
+
+def _too_large(path, pixels: int, size: tuple[int, int] | None = None) -> RdflowError:
+    dims = f"{size[0]}x{size[1]} = " if size else ""
+    return RdflowError(
+        f"image {path} is {dims}{pixels} pixels, more than max_pixels = {_max_pixels}: refused "
+        f"before decoding (as 8-bit RGB it would take {pixels * 3 / 1e9:.2f} GB, more for the "
+        f"metrics). If the image is genuine, raise the config key max_pixels "
+        f"(e.g. max_pixels: {pixels}); otherwise remove it from the dataset"
+    )
+
+
+def _bomb_error(path, exc: BaseException) -> RdflowError:
+    """Pillow's DecompressionBombError/-Warning as rdflow's error."""
+    import re
+
+    from PIL import Image as PILImage
+
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = int(m.group(1)) if m else None
+    if pixels is not None and pixels > _max_pixels:
+        return _too_large(path, pixels)
+    return RdflowError(
+        f"image {path}: Pillow refused it as a possible decompression bomb ({exc}). Its limit "
+        f"Image.MAX_IMAGE_PIXELS = {PILImage.MAX_IMAGE_PIXELS} is below rdflow's max_pixels = "
+        f"{_max_pixels} (something in this process lowered it); if the image is genuine, set the "
+        f"config key max_pixels (which sets both) to at least {pixels or 'its pixel count'}"
+    )
+
+
+def check_header(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) from the image's header (nothing decoded); refuses one over max_pixels.
+
+    Returns None when the header cannot be read (the coding job reports that, naming the file).
+    """
+    import warnings
+
+    from PIL import Image as PILImage
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as im:
+                size = im.size
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        raise _bomb_error(path, exc) from None
+    except Exception:  # noqa: BLE001 - unreadable: left to read_image's message
+        return None
+    if size[0] * size[1] > _max_pixels:
+        raise _too_large(path, size[0] * size[1], size)
+    return size
+
+
+def check_images(config: dict) -> None:
+    """Config check: apply ``max_pixels``, and read the header (only) of every image of the
+    local datasets, so an oversized one stops the workflow at start, naming the file."""
+    set_max_pixels(config.get("max_pixels"))
+    for d in (config.get("datasets") or {}).values():
+        if (d or {}).get("kind") != "local" or not d.get("path") or not Path(d["path"]).is_dir():
+            continue  # a missing folder is reported by the dataset's own check
+        subset = set(d.get("images") or [])
+        for p in sorted(Path(d["path"]).iterdir()):  # as list_local_images, without its warnings
+            if (p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+                    and (not subset or p.stem in subset)):
+                check_header(p)
+
 
 @dataclass(frozen=True)
 class Image:
@@ -103,13 +191,31 @@ def read_image(path: str | os.PathLike) -> Image:
 
     Grayscale is replicated to three channels and an alpha channel is dropped (composited on
     nothing: the colour values are kept); the original mode is returned so it can be recorded.
-    16-bit images are scaled to 8 bits. Unreadable files raise an error naming the file.
+    16-bit images are scaled to 8 bits. Unreadable files raise an error naming the file. An
+    image of more than ``max_pixels`` pixels (config key; :func:`set_max_pixels`) is refused
+    from its header, before anything is decoded; Pillow's decompression-bomb error and warning
+    become the same RdflowError.
     """
+    import warnings
+
     from PIL import Image as PILImage, UnidentifiedImageError
 
     path = Path(path)
     try:
-        with PILImage.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            im = PILImage.open(path)  # reads the header only
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        raise _bomb_error(path, exc) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise RdflowError(
+            f"cannot read image {path}: {exc}. The file is corrupt or not an image: "
+            "replace it or remove it from the dataset folder"
+        ) from None
+    try:
+        with im:
+            if im.size[0] * im.size[1] > _max_pixels:
+                raise _too_large(path, im.size[0] * im.size[1], im.size)
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):

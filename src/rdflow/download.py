@@ -3,25 +3,128 @@ placement. A failed download never leaves a file under the final name."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from . import RdflowError
-from .io import atomic_path
+from .io import atomic_path, no_space_error
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 
 
+#: URL schemes rdflow fetches from (config keys and :func:`fetch`); anything else is refused
+ALLOWED_SCHEMES = ("http", "https", "file")
+
+
 class DownloadError(RdflowError):
     pass
+
+
+def url_scheme(url: str) -> str | None:
+    """The scheme of ``url`` (lower case), or None when it is a local path (no ``://``)."""
+    if "://" not in url:
+        return None
+    return url.split("://", 1)[0].strip().lower()
+
+
+def check_scheme(url: str, key: str) -> None:
+    """Refuse a URL whose scheme is not http, https or file, naming the config key."""
+    scheme = url_scheme(url)
+    if scheme is not None and scheme not in ALLOWED_SCHEMES:
+        raise RdflowError(
+            f"config key {key}: URL {url!r} has scheme {scheme + '://'!r}, which rdflow does not "
+            f"fetch; allowed schemes are {', '.join(s + '://' for s in ALLOWED_SCHEMES)} "
+            "(or a local path)")
+
+
+def config_urls(config: dict) -> list[tuple[str, str]]:
+    """(config key, URL) for every URL of the config (values without ``://`` are paths)."""
+    out: list[tuple[str, str]] = []
+
+    def add(key: str, value) -> None:
+        if isinstance(value, str) and value:
+            out.append((key, value))
+
+    for name, d in (config.get("datasets") or {}).items():
+        add(f"datasets.{name}.base_url", (d or {}).get("base_url"))
+    add("weights.base_url", (config.get("weights") or {}).get("base_url"))
+    ref = (config.get("reference") or {}).get("compressai_results")
+    if isinstance(ref, str) and "://" in ref:
+        add("reference.compressai_results", ref)
+    for name, s in ((config.get("video") or {}).get("sequences") or {}).items():
+        add(f"video.sequences.{name}.url", (s or {}).get("url"))
+    for name, c in (config.get("codecs") or {}).items():
+        ck = (c or {}).get("checkpoint")
+        if isinstance(ck, str) and "://" in ck:
+            add(f"codecs.{name}.checkpoint", ck)
+    add("detection.base_url", (config.get("detection") or {}).get("base_url"))
+    for name, t in (config.get("train") or {}).items():
+        add(f"train.{name}.base_url", (t or {}).get("base_url"))
+    return out
+
+
+def check_urls(config: dict) -> None:
+    """Config check: every URL is http(s) or file; checkpoint_sha256 fits its codec.
+
+    An http(s) checkpoint without ``checkpoint_sha256`` is allowed but warned about (it is
+    loaded with ``torch.load(weights_only=True)`` in any case, so it cannot run code).
+    """
+    for key, url in config_urls(config):
+        check_scheme(url, key)
+    rlog = logging.getLogger("rdflow")
+    for name, c in (config.get("codecs") or {}).items():
+        where = f"codecs.{name}"
+        sums = c.get("checkpoint_sha256")
+        ck = c.get("checkpoint")
+        url = isinstance(ck, str) and url_scheme(ck) is not None
+        if sums is not None:
+            if c.get("kind") != "learned" or c.get("weights") != "checkpoint" or not url:
+                raise RdflowError(
+                    f"{where}.checkpoint_sha256 applies only to a learned codec with weights: "
+                    "checkpoint and a checkpoint URL (http, https or file); remove it here")
+            if len(sums) != len(c["qualities"]):
+                raise RdflowError(
+                    f"{where}.checkpoint_sha256 has {len(sums)} digest(s) but qualities has "
+                    f"{len(c['qualities'])} ({c['qualities']}): give one SHA-256 per quality, "
+                    "in the order of qualities")
+        elif url and url_scheme(ck) in ("http", "https") and c.get("weights") == "checkpoint":
+            rlog.warning(
+                "%s.checkpoint is a %s URL without %s.checkpoint_sha256: the downloaded file "
+                "is not checked against a digest (set checkpoint_sha256: one SHA-256 per quality)",
+                where, url_scheme(ck), where)
+
+
+def checkpoint_sha256(config: dict, codec: str, quality: int) -> str | None:
+    """The configured SHA-256 of a codec's checkpoint for ``quality`` (None when not given)."""
+    c = config["codecs"][codec]
+    sums = c.get("checkpoint_sha256")
+    if not sums:
+        return None
+    return sums[list(c["qualities"]).index(int(quality))]
+
+
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only (urllib would also follow one to ftp://)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise _BadScheme(f"{req.full_url} redirects to {newurl}, whose scheme {scheme!r} "
+                             "rdflow does not follow (http and https only)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SafeRedirects)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -40,19 +143,25 @@ def _manual_hint(url: str, dest: Path, sha256: str | None, sha256_prefix: str | 
     return hint
 
 
-def _fetch_once(url: str, tmp: Path, timeout: float) -> None:
+def _fetch_once(url: str, tmp: Path, timeout: float, dest: Path | None = None) -> None:
     if "://" not in url:  # a local path given where a URL is expected
         shutil.copyfile(url, tmp)
         return
     req = urllib.request.Request(url, headers={"User-Agent": "rdflow"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp, open(tmp, "wb") as out:
+    with _OPENER.open(req, timeout=timeout) as resp, open(tmp, "wb") as out:
         expected = resp.headers.get("Content-Length")
         got = 0
         while True:
             block = resp.read(CHUNK)
             if not block:
                 break
-            out.write(block)
+            try:
+                out.write(block)
+            except OSError as exc:  # a full disk does not heal by retrying: stop at once
+                if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                    total = int(expected) if expected is not None else got + len(block)
+                    raise no_space_error(dest or tmp, total, exc) from exc
+                raise
             got += len(block)
         if expected is not None and got != int(expected):
             raise DownloadError(f"truncated body: got {got} of {expected} bytes")
@@ -75,11 +184,17 @@ def fetch(
     it raises at once, names the URL and says where to place the file by hand.
     """
     dest = Path(dest)
+    scheme = url_scheme(url)
+    if scheme is not None and scheme not in ALLOWED_SCHEMES:
+        raise DownloadError(
+            f"cannot download {url}: scheme {scheme + '://'!r} is not supported (allowed: "
+            f"{', '.join(s + '://' for s in ALLOWED_SCHEMES)}). Fix the URL in config.yaml, or "
+            + _manual_hint(url, dest, sha256, sha256_prefix))
     last: Exception | None = None
     for attempt in range(1, retries + 1):
         try:
             with atomic_path(dest) as tmp:
-                _fetch_once(url, tmp, timeout_s)
+                _fetch_once(url, tmp, timeout_s, dest)
                 digest = sha256_file(tmp)
                 bad = (sha256 and digest != sha256.lower()) or (
                     sha256_prefix and not digest.startswith(sha256_prefix.lower())
@@ -91,7 +206,7 @@ def fetch(
                         + _manual_hint(url, dest, sha256, sha256_prefix)
                     )
             return dest
-        except _ChecksumMismatch as exc:
+        except (_ChecksumMismatch, _BadScheme) as exc:
             raise DownloadError(str(exc)) from None
         except (urllib.error.URLError, OSError, DownloadError, TimeoutError) as exc:
             last = exc
@@ -110,6 +225,10 @@ def fetch(
 
 
 class _ChecksumMismatch(Exception):
+    pass
+
+
+class _BadScheme(Exception):
     pass
 
 

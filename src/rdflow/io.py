@@ -1,45 +1,98 @@
 """Atomic file output: write to a temporary file beside the target, then rename.
 
 A reader (or Snakemake after a crash) never sees a half-written file under the final name.
+The file gets the mode a plain ``open()`` would give (0o666 less the umask), not mkstemp's 0600.
+A full disk (ENOSPC) becomes an :class:`~rdflow.RdflowError` naming the path and the byte count;
+the temporary file is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import IO, Iterator
 
+from . import RdflowError
+
+
+class NoSpaceError(RdflowError):
+    """The disk filled while an output was written (errno ENOSPC or EDQUOT)."""
+
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def no_space_error(path: str | os.PathLike, nbytes: int | None, exc: OSError) -> NoSpaceError:
+    """The message for a write that ran out of space (``nbytes``: what was being written)."""
+    n = "" if nbytes is None else f"{nbytes} bytes "
+    return NoSpaceError(
+        f"no space left on device writing {n}to {path}: free space or point the workdir "
+        f"elsewhere ({exc.strerror or exc})")
+
+
+def _create_temp(path: Path) -> tuple[Path, int]:
+    """A new empty file beside ``path``, created as ``open()`` would (mode 0o666 & ~umask: the
+    kernel applies the umask, no process-wide umask call), and the mode it got."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode & 0o7777
+        finally:
+            os.close(fd)
+        return tmp, mode
+    raise FileExistsError(f"no free temporary name beside {path}")
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, nbytes: int | None = None) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it to ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is left untouched.
+    On any exception the temporary file is removed and ``path`` is left untouched. The file
+    has the mode ``open()`` gives under the umask (set again before the rename, in case the
+    writer replaced the temporary file). ``nbytes`` (the size being written, when known) goes
+    into the message of a full disk; otherwise the size reached is reported.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    try:
+        tmp_path, mode = _create_temp(path)
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise no_space_error(path, nbytes, exc) from exc
+        raise
     try:
         yield tmp_path
+        st = os.stat(tmp_path)
+        if (st.st_mode & 0o7777) != mode and os.path.isfile(tmp_path):
+            os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
+        size = None
+        with contextlib.suppress(OSError):
+            size = tmp_path.stat().st_size
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            raise no_space_error(path, nbytes if nbytes is not None else size, exc) from exc
         raise
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "w", *, nbytes: int | None = None,
+                **kwargs) -> Iterator[IO]:
     """Open a temporary file for writing; it replaces ``path`` when the block ends without error."""
     if "r" in mode or "a" in mode:
         raise ValueError("atomic_open is for writing only")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, nbytes=nbytes) as tmp:
         with open(tmp, mode, **kwargs) as fh:
             yield fh
             fh.flush()
@@ -47,14 +100,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_open(path, "wb") as fh:
+    with atomic_open(path, "wb", nbytes=len(data)) as fh:
         fh.write(data)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
-    with atomic_open(path, "w") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=False, default=_json_default)
-        fh.write("\n")
+    data = (json.dumps(obj, indent=1, sort_keys=False, default=_json_default) + "\n").encode()
+    write_bytes(path, data)
 
 
 def read_json(path: str | os.PathLike):
@@ -73,5 +125,5 @@ def _json_default(o):
 
 def write_csv(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame atomically (no partial CSV that looks complete)."""
-    with atomic_open(path, "w", newline="") as fh:
-        frame.to_csv(fh, index=False, quoting=csv.QUOTE_MINIMAL)
+    data = frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n").encode()
+    write_bytes(path, data)

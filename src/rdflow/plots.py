@@ -483,7 +483,9 @@ def plot_image_rd(config: dict, dataset: str, metric: str, summary_csv, paths) -
     summary = pd.read_csv(summary_csv)
     reference = None
     ref = config.get("reference") or {}
-    if ref.get("compressai_results") and ref.get("curves") and config["datasets"][dataset]["kind"] == "kodak":
+    on = ref.get("datasets")  # null: the kodak datasets (the published curves are Kodak's)
+    kodak = config["datasets"][dataset]["kind"] == "kodak" if on is None else dataset in on
+    if ref.get("compressai_results") and ref.get("curves") and kodak:
         from .reference import load_reference
 
         location = ref["compressai_results"].rstrip("/") + "/image/kodak"

@@ -84,6 +84,9 @@ def frames(config: dict, name: str) -> list[int]:
 
 
 def check(config: dict) -> None:
+    from .datasets import check_images, max_pixels
+
+    check_images(config)  # max_pixels applied; local images' headers read (image and video inputs)
     names = video_codecs(config)
     unknown = [c for c in names if c not in config["codecs"]]
     if unknown:
@@ -102,23 +105,67 @@ def check(config: dict) -> None:
             if not s.get("path"):
                 raise RdflowError(f"{where}.path: a file sequence needs the path of its .yuv/.y4m")
         frames(config, name)  # probes local files and checks the selection now, before any job
+        if s["source"] == "uvg" or Path(s["path"]).suffix.lower() != ".y4m":
+            w, h = s.get("width"), s.get("height")
+        else:
+            seq = probe_sequence(config, name)
+            w, h = seq.width, seq.height
+        if w and h and w * h > max_pixels():
+            raise RdflowError(
+                f"{where}: frames of {w}x{h} = {w * h} pixels are more than max_pixels = "
+                f"{max_pixels()}; raise the config key max_pixels (e.g. max_pixels: {w * h}) if "
+                "the size is right")
 
 
-def extract_member(archive: str, dest: str, member_regex: str) -> None:
-    """Extract the raw .yuv member of a 7z archive to ``dest`` (safe extraction, atomic move)."""
+def geometry(config: dict, name: str) -> dict:
+    """What a sequence's archive is checked against: frame size and the frames the study codes."""
+    s = sequences(config)[name]
+    return {"width": s["width"], "height": s["height"], "min_frames": max(frames(config, name)) + 1}
+
+
+def download(config: dict, name: str, dest: str) -> None:
+    """Rule download_sequence: fetch a UVG archive; its checksum is recorded (when not pinned)
+    only after the archive is opened and its member found and sized (rdflow.video.fetch_sequence)."""
+    from .video import fetch_sequence
+
+    s = sequences(config)[name]
+    fetch_sequence(s["url"], dest, sha256=s.get("sha256"), member=s["member"],
+                   extracted=sequence_path(config, name), **geometry(config, name))
+
+
+def extract_member(archive: str, dest: str, member_regex: str, *, width: int | None = None,
+                   height: int | None = None, min_frames: int = 1, sha256: str | None = None) -> None:
+    """Extract the raw .yuv member of a 7z archive to ``dest`` (safe extraction, atomic move).
+
+    With ``width`` and ``height`` the extracted size is checked (whole frames, at least
+    ``min_frames``) before the file is moved into place. A bad archive's message names every
+    file to delete (the archive, its checksum record unless ``sha256`` is pinned, ``dest``).
+    """
     import os
     import shutil
     import tempfile
 
-    from .video import extract_7z
+    from .video import check_member_size, default_record_path, extract_7z, restart_files, restart_hint
 
     dest_p = Path(dest)
+    record = None if sha256 else default_record_path(archive)
+    fix = "to start over, " + restart_hint(
+        restart_files(Path(archive), record if record and record.exists() else None, dest_p), dest_p)
     work = Path(tempfile.mkdtemp(prefix=f".{dest_p.name}.", dir=dest_p.parent))
     try:
-        member = extract_7z(archive, work / "x", member_regex)
+        member = extract_7z(archive, work / "x", member_regex, fix=fix)
+        if width and height:
+            check_member_size(member.stat().st_size, f"{member.name} extracted from {archive}",
+                              width, height, min_frames, fix=fix)
         os.replace(member, dest_p)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def extract(config: dict, name: str, archive: str, dest: str) -> None:
+    """Rule extract_sequence: extract the member and check its size against the config."""
+    s = sequences(config)[name]
+    extract_member(archive, dest, s["member"], sha256=s.get("sha256"), **geometry(config, name))
 
 
 def write_probe(config: dict, name: str, path: str, out: str) -> dict:

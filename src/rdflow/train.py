@@ -280,27 +280,33 @@ def train_quality(t: dict, name: str, quality: int, *, out_model: str, out_info:
 
     criterion = RateDistortionLoss(lmbda=lmbda)
     decay_at = int(steps * float(t["lr_decay_at"]))
+    base_lr = float(t.get("finetune_lr") or t["lr"]) if init_model else float(t["lr"])
     net.train()
     t0 = time.perf_counter()
+    skipped = 0
+    aux = torch.zeros(())
     for step in range(start, steps):
-        if step == decay_at or (step > decay_at and start > decay_at and step == start):
-            for g in opt.param_groups:
-                g["lr"] = float(t["lr"]) * 0.1
+        for g in opt.param_groups:  # set every step: a resumed run gets the same schedule
+            g["lr"] = base_lr * (0.1 if step >= decay_at else 1.0)
         x = torch.from_numpy(sampler.batch(int(t["seed"]), step, int(t["batch_size"])))
         x = x.permute(0, 3, 1, 2).to(dev, torch.float32).div_(255.0)
         opt.zero_grad(set_to_none=True)
         aux_opt.zero_grad(set_to_none=True)
         out = criterion(net(x), x)
+        loss = out["loss"].item()
+        if not math.isfinite(loss):  # one bad batch is skipped; a diverged model is an error
+            skipped += 1
+            log.warning("%s q%s: loss %s at step %d, step skipped", where, quality, loss, step)
+            if skipped > 20:
+                raise RdflowError(f"{where} q{quality}: the loss is {loss} at step {step} "
+                                  f"(over 20 non-finite steps); lower {where}.lr (finetune_lr) or check the images")
+            continue
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         aux = net.aux_loss()
         aux.backward()
         aux_opt.step()
-        loss = out["loss"].item()
-        if not math.isfinite(loss):
-            raise RdflowError(f"{where} q{quality}: the loss is {loss} at step {step}; "
-                              f"lower {where}.lr or check the images")
         acc["loss"] += loss
         acc["bpp"] += out["bpp_loss"].item()
         acc["mse"] += out["mse_loss"].item()
@@ -331,7 +337,8 @@ def train_quality(t: dict, name: str, quality: int, *, out_model: str, out_info:
     info = {"name": name, "quality": int(quality), "lambda": lmbda, "recipe": t,
             "params": sum(p.numel() for p in net.parameters()), "device": dev,
             "train_images": [p.name for p in files],
-            "steps": steps, "train_s": round(elapsed, 1), "init_model": init_model, "curve": curve}
+            "steps": steps, "lr": base_lr, "skipped_steps": skipped, "train_s": round(elapsed, 1),
+            "init_model": init_model, "curve": curve}
     write_json(out_info, info)
     Path(state).unlink(missing_ok=True)
     return info

@@ -3,7 +3,8 @@
 - ``pretrained``: CompressAI zoo files. The URL's file name is CompressAI's own
   (``compressai.zoo.image.model_urls``, not copied here); its base can be replaced with
   ``weights.base_url``. The SHA-256 prefix in the zoo file name is checked.
-- ``checkpoint``: a local path, or an http(s) URL fetched into ``resources/weights/checkpoints``.
+- ``checkpoint``: a local path, or an http(s) URL fetched into ``resources/weights/checkpoints``
+  (checked against ``checkpoint_sha256``, one digest per quality, when given).
 - ``trained``: a model of the train stage (``train.<model>``: resources/trained/<model>/), else
   one shipped with the workflow (workflow/resources/models/<model>/, the quickstart's).
 - ``random``: no file.
@@ -82,9 +83,15 @@ def fetch_zoo(architecture: str, metric: str, quality: int, dest: str, base_url:
 
 
 def fetch_checkpoint(config: dict, codec: str, quality: int, dest: str) -> Path:
-    from .download import fetch
+    """Download a checkpoint URL; with ``codecs.<codec>.checkpoint_sha256`` its digest is checked.
+
+    The file is only ever loaded with ``torch.load(weights_only=True)``
+    (:func:`rdflow.train.load_torch_file`), so a hostile pickle cannot run code either way.
+    """
+    from .download import check_scheme, checkpoint_sha256, fetch
 
     src = config["codecs"][codec]["checkpoint"].format(quality=quality)
     if not is_url(src):
         raise RdflowError(f"codecs.{codec}.checkpoint {src} is a local path, nothing to fetch")
-    return fetch(src, dest)
+    check_scheme(src, f"codecs.{codec}.checkpoint")
+    return fetch(src, dest, sha256=checkpoint_sha256(config, codec, quality))

@@ -14,10 +14,10 @@ rule download_sequence:
         "logs/download/video/{sequence}.log",
     run:
         from rdflow.runtime import job_log
-        from rdflow.video import fetch_sequence
+        from rdflow.sequences import download
 
-        with job_log(log[0]):
-            fetch_sequence(params.url, output[0], sha256=params.sha256)
+        with job_log(log[0]):  # params.url/sha256 also make a changed URL or pin download again
+            download(config, wildcards.sequence, output[0])
 
 
 rule extract_sequence:
@@ -31,10 +31,10 @@ rule extract_sequence:
         "logs/extract/video/{sequence}.log",
     run:
         from rdflow.runtime import job_log
-        from rdflow.sequences import extract_member
+        from rdflow.sequences import extract
 
-        with job_log(log[0]):
-            extract_member(input[0], output[0], params.member)
+        with job_log(log[0]):  # member, width, height and frame count checked (rdflow.sequences)
+            extract(config, wildcards.sequence, input[0], output[0])
 
 
 rule probe_sequence:
