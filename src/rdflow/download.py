@@ -244,3 +244,8 @@ def verify(path: str | os.PathLike, sha256: str | None = None, *, what: str = "f
                 f"{what} {path} has SHA-256 {digest}, expected {sha256}: it is corrupt or another "
                 f"file. Delete it and rerun so that it is downloaded again."
             )
+
+
+def url_join(base: str, name: str) -> str:
+    """``base`` (a folder URL, with or without its trailing slash) joined with a file name."""
+    return f"{base.rstrip('/')}/{name}"

@@ -38,21 +38,28 @@ rule plot_image_rd:
             subcategory="{dataset}",
         ),
         pdf="results/figures/image_rd_{dataset}_{metric}.pdf",
-    wildcard_constraints:
-        metric="psnr_rgb|ms_ssim_db",
     log:
         "logs/plot_image_rd/{dataset}_{metric}.log",
+    wildcard_constraints:
+        metric="psnr_rgb|ms_ssim_db",
     run:
         from rdflow.runtime import job_log
         from rdflow.plots import plot_image_rd
 
         with job_log(log[0]):
-            plot_image_rd(config, wildcards.dataset, wildcards.metric, input.summary, [output.png, output.pdf])
+            plot_image_rd(
+                config,
+                wildcards.dataset,
+                wildcards.metric,
+                input.summary,
+                [output.png, output.pdf],
+            )
 
 
 rule aggregate_video:
     input:
-        rows=lambda wc: study.video_rows(config, wc.sequence) + video_codec_rows(config, wc.sequence),
+        rows=lambda wc: study.video_rows(config, wc.sequence)
+        + video_codec_rows(config, wc.sequence),
     output:
         csv=report(
             "results/video_rd_{sequence}.csv",
@@ -73,7 +80,9 @@ rule aggregate_video:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            write_tables(input.rows, output.csv, output.summary, group=("sequence", "codec", "quality"))
+            write_tables(
+                input.rows, output.csv, output.summary, group=("sequence", "codec", "quality")
+            )
 
 
 rule plot_video_rd:
@@ -87,10 +96,10 @@ rule plot_video_rd:
             subcategory="{sequence}",
         ),
         pdf="results/figures/video_rd_{sequence}_{metric}.pdf",
-    wildcard_constraints:
-        metric="psnr_rgb|psnr_y|ms_ssim_db",
     log:
         "logs/plot_video_rd/{sequence}_{metric}.log",
+    wildcard_constraints:
+        metric="psnr_rgb|psnr_y|ms_ssim_db",
     run:
         import pandas as pd
         from rdflow.plots import LABELS, rd_curves, study_codecs
@@ -99,5 +108,10 @@ rule plot_video_rd:
         with job_log(log[0]):
             summary = pd.read_csv(input.summary)
             title = f"{wildcards.sequence}: {LABELS.get(wildcards.metric, wildcards.metric)} vs rate"
-            rd_curves(summary, wildcards.metric, [output.png, output.pdf], title=title,
-                      codecs=study_codecs(config))
+            rd_curves(
+                summary,
+                wildcards.metric,
+                [output.png, output.pdf],
+                title=title,
+                codecs=study_codecs(config),
+            )

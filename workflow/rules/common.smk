@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rdflow importable wit
 import rdflow.config
 from rdflow import study
 from rdflow.datasets import KODAK_SHA256
+from rdflow.download import url_join
 from rdflow.plots import study_codecs
 from rdflow.sequences import sequence_path, sequences
 from rdflow.weights import weights_file

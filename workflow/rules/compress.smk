@@ -17,11 +17,11 @@ rule compress_image:
         recon=reconstruction("results/image/{dataset}/{codec}/q{quality}/{image}.png"),
     log:
         "logs/compress_image/{dataset}/{codec}/q{quality}/{image}.log",
-    params:
-        sha256=image_sha256,
     threads: 1
     resources:
         gpu=gpu_for_codec,
+    params:
+        sha256=image_sha256,
     run:
         from rdflow.coding import image_job
         from rdflow.runtime import job_log

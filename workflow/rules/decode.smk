@@ -7,11 +7,11 @@
 rule download_sequence:
     output:
         "resources/video/{sequence}.7z",
+    log:
+        "logs/download/video/{sequence}.log",
     params:
         url=lambda wc: config["video"]["sequences"][wc.sequence]["url"],
         sha256=lambda wc: config["video"]["sequences"][wc.sequence]["sha256"],
-    log:
-        "logs/download/video/{sequence}.log",
     run:
         from rdflow.runtime import job_log
         from rdflow.sequences import download
@@ -25,15 +25,17 @@ rule extract_sequence:
         "resources/video/{sequence}.7z",
     output:
         "resources/video/{sequence}.yuv",
-    params:
-        member=lambda wc: config["video"]["sequences"][wc.sequence]["member"],
     log:
         "logs/extract/video/{sequence}.log",
+    params:
+        member=lambda wc: config["video"]["sequences"][wc.sequence]["member"],
     run:
         from rdflow.runtime import job_log
         from rdflow.sequences import extract
 
-        with job_log(log[0]):  # member, width, height and frame count checked (rdflow.sequences)
+        with job_log(
+            log[0]
+        ):  # member, width, height and frame count checked (rdflow.sequences)
             extract(config, wildcards.sequence, input[0], output[0])
 
 

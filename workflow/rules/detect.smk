@@ -26,10 +26,10 @@ rule download_detection_weights:
     parse time and says where to place the file)."""
     output:
         f"{mv.WEIGHTS_DIR}/{{yolo_weights}}",
-    wildcard_constraints:
-        yolo_weights=r"[^/]+\.pt",
     log:
         "logs/download/detection_weights/{yolo_weights}.log",
+    wildcard_constraints:
+        yolo_weights=r"[^/]+\.pt",
     run:
         # the URL is not a params: (a changed mirror must not refetch weights already there)
         from rdflow.download import fetch
@@ -46,23 +46,30 @@ rule detect_original:
         weights=mv_weights,
     output:
         "results/detection/{mvsource}/{mvname}/original.json",
+    log:
+        "logs/detect_original/{mvsource}/{mvname}.log",
     wildcard_constraints:
         mvsource="video|image",
         mvname=_alternatives(MV_NAMES),
-    params:
-        detector=lambda wc: mv.detector_options(config, wc.mvsource, wc.mvname),
-    log:
-        "logs/detect_original/{mvsource}/{mvname}.log",
     threads: 1
     resources:
         gpu=mv_gpu,
+    params:
+        detector=lambda wc: mv.detector_options(config, wc.mvsource, wc.mvname),
     run:
         from rdflow.machine_vision import detect
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            detect(config, source=wildcards.mvsource, name=wildcards.mvname, out=output[0],
-                   codec=None, quality=None, threads=threads)
+            detect(
+                config,
+                source=wildcards.mvsource,
+                name=wildcards.mvname,
+                out=output[0],
+                codec=None,
+                quality=None,
+                threads=threads,
+            )
 
 
 rule detect_decoded:
@@ -72,23 +79,30 @@ rule detect_decoded:
         weights=mv_weights,
     output:
         "results/detection/{mvsource}/{mvname}/{codec}/q{quality}.json",
+    log:
+        "logs/detect_decoded/{mvsource}/{mvname}/{codec}/q{quality}.log",
     wildcard_constraints:
         mvsource="video|image",
         mvname=_alternatives(MV_NAMES),
-    params:
-        detector=lambda wc: mv.detector_options(config, wc.mvsource, wc.mvname),
-    log:
-        "logs/detect_decoded/{mvsource}/{mvname}/{codec}/q{quality}.log",
     threads: 1
     resources:
         gpu=mv_gpu,
+    params:
+        detector=lambda wc: mv.detector_options(config, wc.mvsource, wc.mvname),
     run:
         from rdflow.machine_vision import detect
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            detect(config, source=wildcards.mvsource, name=wildcards.mvname, out=output[0],
-                   codec=wildcards.codec, quality=int(wildcards.quality), threads=threads)
+            detect(
+                config,
+                source=wildcards.mvsource,
+                name=wildcards.mvname,
+                out=output[0],
+                codec=wildcards.codec,
+                quality=int(wildcards.quality),
+                threads=threads,
+            )
 
 
 rule evaluate_detection:
@@ -98,22 +112,29 @@ rule evaluate_detection:
         rows=lambda wc: mv.rate_rows(config, wc.mvsource, wc.mvname, wc.codec, wc.quality),
     output:
         "results/detection/{mvsource}/{mvname}/{codec}/q{quality}_eval.json",
+    log:
+        "logs/evaluate_detection/{mvsource}/{mvname}/{codec}/q{quality}.log",
     wildcard_constraints:
         mvsource="video|image",
         mvname=_alternatives(MV_NAMES),
     params:
         labels=lambda wc: mv.labels(config).get(wc.mvname),
-    log:
-        "logs/evaluate_detection/{mvsource}/{mvname}/{codec}/q{quality}.log",
     run:
         from rdflow.machine_vision import evaluate_job
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            evaluate_job(config, source=wildcards.mvsource, name=wildcards.mvname,
-                         codec=wildcards.codec, quality=int(wildcards.quality),
-                         original=input.original, decoded=input.decoded,
-                         rate_rows=list(input.rows), out=output[0])
+            evaluate_job(
+                config,
+                source=wildcards.mvsource,
+                name=wildcards.mvname,
+                codec=wildcards.codec,
+                quality=int(wildcards.quality),
+                original=input.original,
+                decoded=input.decoded,
+                rate_rows=list(input.rows),
+                out=output[0],
+            )
 
 
 rule aggregate_machine_vision:
@@ -135,24 +156,35 @@ rule plot_machine_vision:
     input:
         mv.CSV,
     output:
-        map_png=report("results/figures/machine_vision_{mvsource}_{mvname}_map.png",
-                       caption="../report/detect_map.rst", category="Machine vision",
-                       subcategory="{mvname}"),
+        map_png=report(
+            "results/figures/machine_vision_{mvsource}_{mvname}_map.png",
+            caption="../report/detect_map.rst",
+            category="Machine vision",
+            subcategory="{mvname}",
+        ),
         map_pdf="results/figures/machine_vision_{mvsource}_{mvname}_map.pdf",
-        proxy_png=report("results/figures/machine_vision_{mvsource}_{mvname}_proxy.png",
-                         caption="../report/detect_proxy.rst", category="Machine vision",
-                         subcategory="{mvname}"),
+        proxy_png=report(
+            "results/figures/machine_vision_{mvsource}_{mvname}_proxy.png",
+            caption="../report/detect_proxy.rst",
+            category="Machine vision",
+            subcategory="{mvname}",
+        ),
         proxy_pdf="results/figures/machine_vision_{mvsource}_{mvname}_proxy.pdf",
+    log:
+        "logs/plot_machine_vision/{mvsource}_{mvname}.log",
     wildcard_constraints:
         mvsource="video|image",
         mvname=_alternatives(MV_NAMES),
-    log:
-        "logs/plot_machine_vision/{mvsource}_{mvname}.log",
     run:
         from rdflow.machine_vision import plot_unit
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            plot_unit(input[0], wildcards.mvsource, wildcards.mvname,
-                      [output.map_png, output.map_pdf], [output.proxy_png, output.proxy_pdf],
-                      codecs=study_codecs(config))
+            plot_unit(
+                input[0],
+                wildcards.mvsource,
+                wildcards.mvname,
+                [output.map_png, output.map_pdf],
+                [output.proxy_png, output.proxy_pdf],
+                codecs=study_codecs(config),
+            )

@@ -22,11 +22,11 @@ rule download:
 rule download_kodak_image:
     output:
         "resources/datasets/{dataset}/{image}.png",
-    params:
-        url=lambda wc: config["datasets"][wc.dataset]["base_url"].rstrip("/") + f"/{wc.image}.png",
-        sha256=image_sha256,
     log:
         "logs/download/{dataset}/{image}.log",
+    params:
+        url=lambda wc: url_join(config["datasets"][wc.dataset]["base_url"], f"{wc.image}.png"),
+        sha256=image_sha256,
     run:
         from rdflow.download import fetch
         from rdflow.runtime import job_log

@@ -36,17 +36,19 @@ rule complexity_codec:
         image=complexity_image,
     output:
         "results/complexity/{codec}.csv",
-    wildcard_constraints:
-        codec=_alternatives(CPLX_CODECS),
     log:
         "logs/complexity/{codec}.log",
     benchmark:
         "benchmarks/complexity/{codec}.tsv"
-    params:
-        measured=lambda wc: cplx.job_params(config, wc.codec),  # a change reruns the job
+    wildcard_constraints:
+        codec=_alternatives(CPLX_CODECS),
+    conda:
+        "../../envs/rdflow.yaml"
     threads: complexity_job_threads
     resources:
         gpu=lambda wc: cplx.gpus(config, wc.codec),
+    params:
+        measured=lambda wc: cplx.job_params(config, wc.codec),  # a change reruns the job
     script:
         "../../scripts/complexity.py"
 
@@ -69,11 +71,17 @@ rule plot_complexity:
     input:
         cplx.TABLE,
     output:
-        bpp_png=report("results/figures/complexity_bpp_time.png",
-                       caption="../report/complexity_bpp_time.rst", category="Complexity"),
+        bpp_png=report(
+            "results/figures/complexity_bpp_time.png",
+            caption="../report/complexity_bpp_time.rst",
+            category="Complexity",
+        ),
         bpp_pdf="results/figures/complexity_bpp_time.pdf",
-        res_png=report("results/figures/complexity_resolution.png",
-                       caption="../report/complexity_resolution.rst", category="Complexity"),
+        res_png=report(
+            "results/figures/complexity_resolution.png",
+            caption="../report/complexity_resolution.rst",
+            category="Complexity",
+        ),
         res_pdf="results/figures/complexity_resolution.pdf",
     log:
         "logs/plot_complexity.log",
@@ -92,7 +100,11 @@ rule gather_benchmarks:
     input:
         cplx.benchmark_inputs(config),
     output:
-        report(cplx.BENCHMARKS_CSV, caption="../report/complexity_benchmarks.rst", category="Complexity"),
+        report(
+            cplx.BENCHMARKS_CSV,
+            caption="../report/complexity_benchmarks.rst",
+            category="Complexity",
+        ),
     log:
         "logs/gather_benchmarks.log",
     params:

@@ -34,20 +34,22 @@ rule preprocess_image:
         image=variant_source,
     output:
         "resources/variants/{variant}/{image}.png",
+    log:
+        "logs/preprocess_image/{variant}/{image}.log",
+    wildcard_constraints:
+        variant=_alternatives(VARIANTS),
     params:
         step=lambda wc: config["datasets"][wc.variant]["preprocess"],
         sha256=variant_source_sha256,
-    wildcard_constraints:
-        variant=_alternatives(VARIANTS),
-    log:
-        "logs/preprocess_image/{variant}/{image}.log",
     run:
         from rdflow.ablation import preprocess_image
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
             where = f"datasets.{wildcards.variant}.preprocess"
-            preprocess_image(input.image, output[0], params.step, where=where, sha256=params.sha256)
+            preprocess_image(
+                input.image, output[0], params.step, where=where, sha256=params.sha256
+            )
 
 
 rule ablation_table:
@@ -60,12 +62,12 @@ rule ablation_table:
             category="Ablation",
             subcategory="{dataset}",
         ),
-    params:
-        members=ablation_members,
-    wildcard_constraints:
-        dataset=_alternatives(BASES),
     log:
         "logs/ablation_table/{dataset}.log",
+    wildcard_constraints:
+        dataset=_alternatives(BASES),
+    params:
+        members=ablation_members,
     run:
         from rdflow.ablation import write_ablation_table
         from rdflow.runtime import job_log
@@ -86,17 +88,19 @@ rule plot_ablation:
             subcategory="{dataset}",
         ),
         pdf="results/figures/ablation_{dataset}_{metric}.pdf",
+    log:
+        "logs/plot_ablation/{dataset}_{metric}.log",
     wildcard_constraints:
         dataset=_alternatives(BASES),
         metric="psnr_rgb|ms_ssim_db",
-    log:
-        "logs/plot_ablation/{dataset}_{metric}.log",
     run:
         from rdflow.ablation import plot_ablation
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            plot_ablation(config, wildcards.dataset, wildcards.metric, input[0], [output.png, output.pdf])
+            plot_ablation(
+                config, wildcards.dataset, wildcards.metric, input[0], [output.png, output.pdf]
+            )
 
 
 rule bd_rate:
@@ -104,19 +108,27 @@ rule bd_rate:
         unpack(lambda wc: _analysis.bd_rate_inputs(config)),
     output:
         csv=report(_analysis.BD_CSV, caption="../report/bd_rate_csv.rst", category="BD-rate"),
-        html=report("results/bd_rate.html", caption="../report/bd_rate_html.rst", category="BD-rate"),
-    params:
-        settings=lambda wc: _analysis.settings(config),
+        html=report(
+            "results/bd_rate.html", caption="../report/bd_rate_html.rst", category="BD-rate"
+        ),
     log:
         "logs/bd_rate.log",
+    params:
+        settings=lambda wc: _analysis.settings(config),
     run:
         from rdflow.analysis import write_bd_rate
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            write_bd_rate(config, input.image, input.video, output.csv, html=output.html,
-                          vmaf_csv=input.vmaf[0] if input.vmaf else None,
-                          detection_csv=input.detection[0] if input.detection else None)
+            write_bd_rate(
+                config,
+                input.image,
+                input.video,
+                output.csv,
+                html=output.html,
+                vmaf_csv=input.vmaf[0] if input.vmaf else None,
+                detection_csv=input.detection[0] if input.detection else None,
+            )
 
 
 rule environment:
@@ -127,11 +139,11 @@ rule environment:
             category="Study",
             labels=environment_labels,
         ),
+    log:
+        "logs/environment.log",
     params:
         versions=_analysis.package_versions(),
         device=config.get("device", "auto"),
-    log:
-        "logs/environment.log",
     run:
         from rdflow.analysis import write_environment
         from rdflow.runtime import job_log

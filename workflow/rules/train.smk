@@ -29,13 +29,13 @@ def training_init(wc):
 rule download_training_image:
     output:
         "resources/train/{name}/{image}.png",
-    params:
-        url=lambda wc: TRAIN[wc.name]["base_url"].rstrip("/") + f"/{wc.image}.png",
-        sha256=lambda wc: KODAK_SHA256[wc.image],
-    wildcard_constraints:
-        name=_alternatives(TRAIN),
     log:
         "logs/download/train/{name}/{image}.log",
+    wildcard_constraints:
+        name=_alternatives(TRAIN),
+    params:
+        url=lambda wc: url_join(TRAIN[wc.name]["base_url"], f"{wc.image}.png"),
+        sha256=lambda wc: KODAK_SHA256[wc.image],
     run:
         from rdflow.download import fetch
         from rdflow.runtime import job_log
@@ -53,16 +53,18 @@ rule train_model:
     output:
         model="resources/trained/{name}/q{quality}.pth.tar",
         info="resources/trained/{name}/q{quality}.json",
-    params:
-        recipe=lambda wc: TRAIN[wc.name],
-        device=config["device"],
-    wildcard_constraints:
-        name=_alternatives(TRAIN),
     log:
         "logs/train/{name}/q{quality}.log",
+    wildcard_constraints:
+        name=_alternatives(TRAIN),
+    conda:
+        "../../envs/rdflow.yaml"
     threads: 2
     resources:
         gpu=int(config["device"] != "cpu"),
+    params:
+        recipe=lambda wc: TRAIN[wc.name],
+        device=config["device"],
     script:
         "../../scripts/train.py"
 
@@ -79,9 +81,14 @@ rule training_table:
     input:
         lambda wc: _train.info_files(config, wc.model),
     output:
-        csv=report("results/train_{model}.csv", caption="../report/train_csv.rst", category="Training"),
-        png=report("results/figures/train_{model}.png", caption="../report/train_plot.rst",
-                   category="Training"),
+        csv=report(
+            "results/train_{model}.csv", caption="../report/train_csv.rst", category="Training"
+        ),
+        png=report(
+            "results/figures/train_{model}.png",
+            caption="../report/train_plot.rst",
+            category="Training",
+        ),
         pdf="results/figures/train_{model}.pdf",
     log:
         "logs/training_table/{model}.log",
@@ -89,4 +96,6 @@ rule training_table:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            _train.write_training_table(wildcards.model, list(input), output.csv, [output.png, output.pdf])
+            _train.write_training_table(
+                wildcards.model, list(input), output.csv, [output.png, output.pdf]
+            )

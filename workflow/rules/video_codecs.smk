@@ -22,7 +22,9 @@ def video_codec_threads(wc):
 
 
 def gpu_for_video_codec(wc):
-    return int(video_codec_configs(config)[wc.codec]["kind"] == "ssf2020" and config["device"] != "cpu")
+    return int(
+        video_codec_configs(config)[wc.codec]["kind"] == "ssf2020" and config["device"] != "cpu"
+    )
 
 
 rule compress_sequence:
@@ -33,10 +35,10 @@ rule compress_sequence:
     output:
         bitstream="results/video/{sequence}/{codec}/q{quality}/sequence.bin",
         rows="results/video/{sequence}/{codec}/q{quality}/sequence_rows.json",
-    wildcard_constraints:
-        codec=_alternatives(VIDEO_CODEC_NAMES),
     log:
         "logs/compress_sequence/{sequence}/{codec}/q{quality}.log",
+    wildcard_constraints:
+        codec=_alternatives(VIDEO_CODEC_NAMES),
     threads: video_codec_threads
     resources:
         gpu=gpu_for_video_codec,
@@ -45,22 +47,34 @@ rule compress_sequence:
         from rdflow.video_codecs import sequence_job
 
         with job_log(log[0]):
-            sequence_job(config=config, sequence=wildcards.sequence, codec=wildcards.codec,
-                         quality=int(wildcards.quality), seq_path=input.yuv, bitstream=output.bitstream,
-                         out_json=output.rows, weights_path=input.weights[0] if input.weights else None,
-                         threads=threads)
+            sequence_job(
+                config=config,
+                sequence=wildcards.sequence,
+                codec=wildcards.codec,
+                quality=int(wildcards.quality),
+                seq_path=input.yuv,
+                bitstream=output.bitstream,
+                out_json=output.rows,
+                weights_path=input.weights[0] if input.weights else None,
+                threads=threads,
+            )
 
 
 rule download_video_zoo_weights:
     output:
         "resources/weights/zoo-video/{architecture}/{metric}/q{quality}.pth.tar",
-    wildcard_constraints:
-        architecture="ssf2020",
     log:
         "logs/download/weights/video_{architecture}_{metric}_q{quality}.log",
+    wildcard_constraints:
+        architecture="ssf2020",
     run:
         from rdflow.runtime import job_log
         from rdflow.video_codecs import fetch_ssf_weights
 
         with job_log(log[0]):
-            fetch_ssf_weights(wildcards.metric, int(wildcards.quality), output[0], config["weights"]["base_url"])
+            fetch_ssf_weights(
+                wildcards.metric,
+                int(wildcards.quality),
+                output[0],
+                config["weights"]["base_url"],
+            )

@@ -21,8 +21,8 @@ rule vmaf_video:
         probe="results/video/{sequence}/sequence.json",
         recons=lambda wc: perceptual.video_recons(config, wc.sequence, wc.codec, wc.quality),
     output:
-        csv="results/vmaf/video/{sequence}/{codec}/q{quality}.csv",
         **vmaf_log_output("results/vmaf/video/{sequence}/{codec}/q{quality}.vmaf.json"),
+        csv="results/vmaf/video/{sequence}/{codec}/q{quality}.csv",
     log:
         "logs/vmaf_video/{sequence}/{codec}/q{quality}.log",
     threads: 4
@@ -30,32 +30,49 @@ rule vmaf_video:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.score_video(config=config, sequence=wildcards.sequence, codec=wildcards.codec,
-                                   quality=int(wildcards.quality), seq_path=input.yuv,
-                                   recons=input.recons, out_csv=output.csv,
-                                   out_log=output.get("vmaf_log"), threads=threads)
+            perceptual.score_video(
+                config=config,
+                sequence=wildcards.sequence,
+                codec=wildcards.codec,
+                quality=int(wildcards.quality),
+                seq_path=input.yuv,
+                recons=input.recons,
+                out_csv=output.csv,
+                out_log=output.get("vmaf_log"),
+                threads=threads,
+            )
 
 
 rule vmaf_image:
     input:
         refs=vmaf_image_refs,
-        recons=lambda wc: perceptual.image_recons(wc.dataset, wc.codec, wc.quality, IMAGES[wc.dataset]),
+        recons=lambda wc: perceptual.image_recons(
+            wc.dataset, wc.codec, wc.quality, IMAGES[wc.dataset]
+        ),
     output:
-        csv="results/vmaf/image/{dataset}/{codec}/q{quality}.csv",
         **vmaf_log_output("results/vmaf/image/{dataset}/{codec}/q{quality}.vmaf.json"),
+        csv="results/vmaf/image/{dataset}/{codec}/q{quality}.csv",
     log:
         "logs/vmaf_image/{dataset}/{codec}/q{quality}.log",
+    threads: 4
     params:
         images=lambda wc: list(IMAGES[wc.dataset]),
-    threads: 4
     run:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.score_images(config=config, dataset=wildcards.dataset, codec=wildcards.codec,
-                                    quality=int(wildcards.quality), images=params.images,
-                                    refs=input.refs, recons=input.recons, out_csv=output.csv,
-                                    out_log=output.get("vmaf_log"), threads=threads)
+            perceptual.score_images(
+                config=config,
+                dataset=wildcards.dataset,
+                codec=wildcards.codec,
+                quality=int(wildcards.quality),
+                images=params.images,
+                refs=input.refs,
+                recons=input.recons,
+                out_csv=output.csv,
+                out_log=output.get("vmaf_log"),
+                threads=threads,
+            )
 
 
 rule vmaf_table:
@@ -63,7 +80,11 @@ rule vmaf_table:
         **perceptual.table_inputs(config),
     output:
         table=report("results/vmaf.csv", caption="../report/vmaf_table.rst", category="Perceptual"),
-        corr=report("results/vmaf_correlation.csv", caption="../report/vmaf_correlation.rst", category="Perceptual"),
+        corr=report(
+            "results/vmaf_correlation.csv",
+            caption="../report/vmaf_correlation.rst",
+            category="Perceptual",
+        ),
     log:
         "logs/vmaf_table.log",
     run:
@@ -77,20 +98,29 @@ rule plot_vmaf_bpp:
     input:
         table="results/vmaf.csv",
     output:
-        png=report("results/figures/vmaf_bpp_{domain}_{name}.png", caption="../report/vmaf_bpp.rst",
-                   category="Perceptual", subcategory="{name}"),
+        png=report(
+            "results/figures/vmaf_bpp_{domain}_{name}.png",
+            caption="../report/vmaf_bpp.rst",
+            category="Perceptual",
+            subcategory="{name}",
+        ),
         pdf="results/figures/vmaf_bpp_{domain}_{name}.pdf",
+    log:
+        "logs/plot_vmaf_bpp/{domain}_{name}.log",
     wildcard_constraints:
         domain="video|image",
         name=_alternatives(DATASETS + SEQUENCES),
-    log:
-        "logs/plot_vmaf_bpp/{domain}_{name}.log",
     run:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.plot_vmaf_bpp(input.table, wildcards.domain, wildcards.name, [output.png, output.pdf],
-                                      codecs=study_codecs(config))
+            perceptual.plot_vmaf_bpp(
+                input.table,
+                wildcards.domain,
+                wildcards.name,
+                [output.png, output.pdf],
+                codecs=study_codecs(config),
+            )
 
 
 rule plot_vmaf_vs_psnr_video:
@@ -98,8 +128,11 @@ rule plot_vmaf_vs_psnr_video:
         table="results/vmaf.csv",
         corr="results/vmaf_correlation.csv",
     output:
-        png=report("results/figures/vmaf_vs_psnr_video.png", caption="../report/vmaf_vs_psnr.rst",
-                   category="Perceptual"),
+        png=report(
+            "results/figures/vmaf_vs_psnr_video.png",
+            caption="../report/vmaf_vs_psnr.rst",
+            category="Perceptual",
+        ),
         pdf="results/figures/vmaf_vs_psnr_video.pdf",
     log:
         "logs/plot_vmaf_vs_psnr/video.log",
@@ -107,8 +140,13 @@ rule plot_vmaf_vs_psnr_video:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.plot_vmaf_vs_psnr(input.table, input.corr, "video", [output.png, output.pdf],
-                                         codecs=study_codecs(config))
+            perceptual.plot_vmaf_vs_psnr(
+                input.table,
+                input.corr,
+                "video",
+                [output.png, output.pdf],
+                codecs=study_codecs(config),
+            )
 
 
 rule plot_vmaf_vs_psnr_image:
@@ -116,8 +154,12 @@ rule plot_vmaf_vs_psnr_image:
         table="results/vmaf.csv",
         corr="results/vmaf_correlation.csv",
     output:
-        png=report("results/figures/vmaf_vs_psnr_image_{dataset}.png", caption="../report/vmaf_vs_psnr.rst",
-                   category="Perceptual", subcategory="{dataset}"),
+        png=report(
+            "results/figures/vmaf_vs_psnr_image_{dataset}.png",
+            caption="../report/vmaf_vs_psnr.rst",
+            category="Perceptual",
+            subcategory="{dataset}",
+        ),
         pdf="results/figures/vmaf_vs_psnr_image_{dataset}.pdf",
     log:
         "logs/plot_vmaf_vs_psnr/image_{dataset}.log",
@@ -125,5 +167,11 @@ rule plot_vmaf_vs_psnr_image:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.plot_vmaf_vs_psnr(input.table, input.corr, "image", [output.png, output.pdf],
-                                         dataset=wildcards.dataset, codecs=study_codecs(config))
+            perceptual.plot_vmaf_vs_psnr(
+                input.table,
+                input.corr,
+                "image",
+                [output.png, output.pdf],
+                dataset=wildcards.dataset,
+                codecs=study_codecs(config),
+            )
