@@ -117,3 +117,29 @@ def test_empty_codecs():
     c["codecs"] = {}
     with pytest.raises(RdflowError, match="codecs is empty"):
         validate(c)
+
+
+def test_defaults_belong_to_the_entry_kind():
+    """The configuration on the report's front page: each entry with its own kind's defaults."""
+    cfg = validate({"codecs": {
+        "j": {"kind": "jpeg", "qualities": [50]},
+        "w": {"kind": "webp", "qualities": [50]},
+        "z": {"kind": "learned", "architecture": "bmshj2018-factorized", "qualities": [1]},
+        "r": {"kind": "learned", "architecture": "bmshj2018-factorized", "weights": "random", "qualities": [1]}},
+        "datasets": {"k": {"kind": "kodak"}}})
+    c = cfg["codecs"]
+    assert c["j"] == {"kind": "jpeg", "qualities": [50]}
+    assert c["w"]["method"] == 4 and "weights" not in c["w"] and "metric" not in c["w"]
+    assert c["z"]["weights"] == "pretrained" and c["z"]["metric"] == "mse" and "seed" not in c["z"]
+    assert c["r"]["seed"] == 0
+    assert cfg["datasets"]["k"]["base_url"].startswith("http://r0k.us/")
+
+
+def test_unknown_keys_get_the_nearest_one_in_one_line():
+    for cfg, message in (({"metrcs": ["psnr_rgb"]}, "config key metrcs is not known at the top level: did you mean `metrics`?"),
+                         ({"codecs": {"j": {"kind": "jpeg", "qualitys": [5]}}},
+                          "config key codecs.j.qualitys is not known under codecs.j: did you mean `qualities`?"),
+                         ({"complexty": {}}, "did you mean `complexity`?")):
+        with pytest.raises(RdflowError) as err:
+            validate(cfg)
+        assert message in str(err.value) and str(err.value).count("\n") < 3

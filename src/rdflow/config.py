@@ -89,7 +89,7 @@ def apply_kind_defaults(config: dict) -> None:
 
     for c in (config.get("codecs") or {}).values():
         cls = CODECS.get(c.get("kind"))
-        for k, v in (getattr(cls, "defaults", None) or {}).items():
+        for k, v in (cls.config_defaults(c) if cls else {}).items():
             c.setdefault(k, v)
     for d in (config.get("datasets") or {}).values():
         if d.get("kind") == "kodak":

@@ -43,6 +43,11 @@ class Codec:
     #: config keys of this kind and their defaults, filled in when the config is validated
     defaults: ClassVar[dict] = {}
 
+    @classmethod
+    def config_defaults(cls, entry: dict) -> dict:
+        """The defaults of a ``codecs.<name>`` entry of this kind (may depend on the entry)."""
+        return dict(cls.defaults)
+
     def __init__(self, spec: CodecSpec):
         self.spec = spec
         self.lock = threading.Lock()

@@ -147,7 +147,14 @@ class Learned(Codec):
 
     kind = "learned"
     quality_range = (1, 8)
-    defaults = {"metric": "mse", "weights": "pretrained", "seed": 0}
+    defaults = {"metric": "mse", "weights": "pretrained"}
+
+    @classmethod
+    def config_defaults(cls, entry: dict) -> dict:
+        out = dict(cls.defaults)
+        if entry.get("weights", out["weights"]) == "random":
+            out["seed"] = 0  # the seed of a random init; no other weights have one
+        return out
 
     def __init__(self, spec):
         super().__init__(spec)
