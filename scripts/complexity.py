@@ -11,8 +11,16 @@ from pathlib import Path
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 sys.path.insert(0, str(Path(sm.scriptdir).resolve().parent / "src"))  # rdflow without install too
 
+import logging  # noqa: E402
+
 from rdflow.complexity import codec_job  # noqa: E402
 from rdflow.runtime import job_log  # noqa: E402
+
+# a complexity job runs for minutes: its measurements also go to the terminal as they finish
+console = logging.StreamHandler(sys.stderr)
+console.setFormatter(logging.Formatter("[complexity %(asctime)s] %(message)s", "%H:%M:%S"))
+for name in ("rdflow.complexity", "rdflow.profiling"):
+    logging.getLogger(name).addHandler(console)
 
 weights = {k: v for k, v in sm.input.items() if k.startswith("q")}
 image = list(sm.input.image)
