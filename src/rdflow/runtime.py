@@ -114,3 +114,24 @@ def close_worker(proc, timeout: float = 30) -> None:
             fh.close()
         except OSError:
             pass
+
+
+def remove_stale_parts(folders=("results", "resources")) -> int:
+    """Delete the temporary ``.<name>.<hex>.part`` files that a killed run's atomic writes left
+    behind (rdflow.io). Called when a run starts: Snakemake's lock on the working directory
+    means no other run is writing them. Returns how many were removed."""
+    import re
+
+    pattern = re.compile(r"^\..+\.[0-9a-f]{8}\.part$|^\..+\.part$")
+    n = 0
+    for folder in folders:
+        root = Path(folder)
+        if not root.is_dir():
+            continue
+        for p in root.rglob(".*.part"):
+            if p.is_file() and pattern.match(p.name):
+                p.unlink(missing_ok=True)
+                n += 1
+    if n:
+        logging.getLogger("rdflow").warning("removed %d partial file(s) a killed run left behind", n)
+    return n
