@@ -209,3 +209,26 @@ def test_quickstart_report_renders_in_a_browser(quickstart, tmp_path):
     assert seen["figure_loaded"] and seen["table_rendered"]
     assert seen["console_errors"] == [], seen["console_errors"][:5]
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_quickstart_plans_the_shipped_recipe(tmp_path):
+    proc = snakemake(tmp_path / "work", "-n", "--cores", "2", "train_quickstart")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts == {"download_training_image": 21, "train_model": 4, "train_quickstart": 1}
+    recipe = yaml.safe_load((REPO / "workflow/resources/models/quickstart/recipe.yaml").read_text())
+    assert not {"kodim03", "kodim12", "kodim20"} & set(recipe["kodak"])  # disjoint from the evaluated
+    shipped = sorted(p.name for p in (REPO / "workflow/resources/models/quickstart").glob("q*.pth.tar"))
+    assert shipped == [f"q{q}.pth.tar" for q in recipe["qualities"]]
+    for q in recipe["qualities"]:
+        info = json.loads((REPO / f"workflow/resources/models/quickstart/q{q}.json").read_text())
+        assert info["lambda"] == recipe["lambdas"][recipe["qualities"].index(q)]
+        assert info["steps"] == (recipe["steps"] if q == recipe["init_from"] else recipe["finetune_steps"])
+        assert sorted(info["train_images"]) == sorted(f"{i}.png" for i in recipe["kodak"])
+
+
+def test_shipped_files_stay_small():
+    total = sum(p.stat().st_size for p in (REPO / "workflow/resources").rglob("*") if p.is_file())
+    assert total <= 10 * 2**20, total
+    for folder in ("data/kodak", "data/video", "reference/compressai", "detectors/fastestdet"):
+        assert list((REPO / "workflow/resources" / folder).glob("LICENSE*")), folder

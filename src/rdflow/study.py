@@ -87,4 +87,4 @@ from .ablation import ablation_targets; TARGET_FUNCTIONS.append(ablation_targets
 from .machine_vision import machine_vision_targets; TARGET_FUNCTIONS.append(machine_vision_targets)  # noqa: E402,E702
 from .video_codecs import video_codec_targets; TARGET_FUNCTIONS.append(video_codec_targets)  # noqa: E402,E702
 from .complexity import complexity_targets; TARGET_FUNCTIONS.append(complexity_targets)  # noqa: E402,E702
-from .train import train_targets; TARGET_FUNCTIONS.append(train_targets)  # noqa: E402,E702
+from .train_report import train_targets; TARGET_FUNCTIONS.append(train_targets)  # noqa: E402,E702

@@ -3,7 +3,7 @@
 # codes with it through weights: trained, model: <name>. `snakemake --cores 2 train_quickstart`
 # trains the quickstart's shipped model again from its recipe
 # (workflow/resources/models/quickstart/recipe.yaml).
-from rdflow import train as _train
+from rdflow import train as _train, train_report as _train_report
 
 TRAIN = _train.recipes(config)
 
@@ -79,7 +79,7 @@ rule train_quickstart:
 rule training_table:
     """The loss curves of a trained model the study codes with (made here, or shipped)."""
     input:
-        lambda wc: _train.info_files(config, wc.model),
+        lambda wc: _train_report.info_files(config, wc.model),
     output:
         csv=report(
             "results/train_{model}.csv", caption="../report/train_csv.rst", category="Training"
@@ -96,6 +96,6 @@ rule training_table:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            _train.write_training_table(
+            _train_report.write_training_table(
                 wildcards.model, list(input), output.csv, [output.png, output.pdf]
             )
