@@ -45,7 +45,7 @@ def test_one_line_per_finished_job_and_the_error_once(tmp_path):
     assert {p[1] for p in progress} == {"6"} and {p[3] for p in progress} == {"ok"}
     assert text.count("Error in rule bad") == 1
     assert "logs/bad.log" in text and text.count("RDFLOW-FAILURE-MARKER") == 1
-    assert "Shell command: None" not in text
+    assert "Shell command: None" not in text and "message: None" not in text
     assert "rule ok:" not in text                      # Snakemake's per-job blocks are left out
 
 

@@ -82,12 +82,12 @@ class LogHandler(LogHandlerBase):
             if key in self.shown_errors:
                 return None
             self.shown_errors.add(key)
-            return self.default.format(record)
+            return self.default.format(record).replace("\n    message: None", "")
         text = self.default.format(record)
         if not self.verbose and text.startswith(QUIET_PREFIXES):
             return None
-        if record.levelname == "ERROR" and text:  # Snakemake repeats some errors at exit
-            if text in self.shown_errors:
+        if text and (record.levelname in ("ERROR", "WARNING") or "\n" in text or "Exiting" in text):
+            if text in self.shown_errors:  # Snakemake repeats some errors at exit
                 return None
             self.shown_errors.add(text)
         return text
