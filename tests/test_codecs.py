@@ -34,17 +34,36 @@ def test_quality_table_matches_compressai_zoo():
         assert (qs[0], qs[-1]) == (lo, hi) and qs == list(range(lo, hi + 1)), arch
 
 
-def test_padding_round_trip_matches_compute_padding():
-    from compressai.ops import compute_padding
+def test_odd_sizes_are_padded_and_cropped_through_rdflow(tmp_path):
+    """Sizes that are not multiples of 64 (odd ones among them) through rdflow's learned codec:
+    the container stores the original size, the latent is that of the 64-padded image, and the
+    decoded image is CompressAI's own reconstruction of the padded image cropped back (same
+    place, not just the same shape)."""
+    import struct
+
     import torch
     import torch.nn.functional as F
+    from compressai.ops import compute_padding
 
-    for h, w in [(512, 768), (100, 37), (1, 1), (64, 65), (200, 129)]:
+    codec = _learned("bmshj2018-factorized")
+    for h, w in [(45, 70), (1, 1), (65, 129)]:
+        rgb = _image(h, w, seed=h)
+        coded = code(codec, rgb, tmp_path / f"{h}x{w}.bin")
+        data = (tmp_path / f"{h}x{w}.bin").read_bytes()
+        # rdflow's container: big-endian uint16 height, width, then the latent's height, width
+        ph, pw = -(-h // 64) * 64, -(-w // 64) * 64
+        assert struct.unpack(">HHHH", data[:8]) == (h, w, ph // 16, pw // 16)  # 4 stride-2 convs
+        assert coded.recon.shape == (h, w, 3) and coded.recon.dtype == np.uint8
+        assert codec.decode(data).shape == (h, w, 3)
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
         pad, unpad = compute_padding(h, w, min_div=64)
-        x = torch.rand(1, 3, h, w)
-        y = F.pad(x, pad)
-        assert y.shape[2] % 64 == 0 and y.shape[3] % 64 == 0
-        assert torch.equal(F.pad(y, unpad), x)
+        with torch.no_grad():
+            xp = F.pad(x, pad)
+            assert xp.shape[-2:] == (ph, pw)
+            out = codec.net.compress(xp)
+            xh = F.pad(codec.net.decompress(out["strings"], out["shape"])["x_hat"], unpad)
+        ref = xh[0].mul(255).clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+        assert ref.shape == (h, w, 3) and np.array_equal(ref, coded.recon), (h, w)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -19,6 +19,7 @@ from rdflow import RdflowError
 from rdflow import complexity as cplx
 from rdflow import profiling
 from rdflow.codecs.pillow import Jpeg
+from test_profiling import COMPLEXITY_COLUMNS
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 FACT = {"kind": "learned", "architecture": "bmshj2018-factorized", "weights": "random", "qualities": [1]}
@@ -54,7 +55,12 @@ def test_import_is_cheap():
 def test_defaults_and_targets(tmp_path):
     cfg = validated(base_config(tmp_path))
     st = cfg["complexity"]
-    assert st == {k: v for k, v in cplx.DEFAULTS.items()}  # schema defaults == module defaults
+    # the documented defaults, written out here (the schema fills them in)
+    assert st == {"enabled": False, "codecs": None, "qualities": "ends",
+                  "resolutions": ["256x256", "512x512", "768x512", "1920x1080"], "devices": None,
+                  "repeats": 3, "warmup": 1, "split_repeats": 1, "macs": True, "threads": 1,
+                  "isolate": True, "image": None, "memory_limit_mb": None}
+    assert cplx.DEFAULTS == st  # and the module's own table agrees with the schema
     # off by default: only the benchmark table (it gathers whatever the other stages benchmarked)
     assert cplx.complexity_targets(cfg) == ["results/benchmarks.csv"]
     from rdflow.study import all_targets
@@ -146,7 +152,7 @@ def test_codec_job_failed_resolution_goes_on(tmp_path, monkeypatch):
     assert [(r["quality"], r["width"], r["status"]) for r in rows] == [
         (30, 64, "ok"), (30, 128, "failed"), (30, 32, "ok"), (80, 64, "ok"), (80, 128, "failed"), (80, 32, "ok")]
     df = pd.read_csv(out)
-    assert list(df.columns) == profiling.COLUMNS and len(df) == 6
+    assert list(df.columns) == COMPLEXITY_COLUMNS and len(df) == 6
     bad = df[df.status == "failed"]
     assert bad.error.str.contains("MemoryError: cannot allocate 9 GiB").all() and bad.enc_s_median.isna().all()
     ok = df[df.status == "ok"]
@@ -192,7 +198,7 @@ def test_table_and_figures(tmp_path):
     other = [dict(r, device="cuda:1") for r in rows]
     profiling.write_complexity_csv(other, b)
     table = cplx.write_table([a, b], tmp_path / "results/complexity.csv")
-    assert len(table) == 8 and list(pd.read_csv(tmp_path / "results/complexity.csv").columns) == profiling.COLUMNS
+    assert len(table) == 8 and list(pd.read_csv(tmp_path / "results/complexity.csv").columns) == COMPLEXITY_COLUMNS
     outs = [tmp_path / "results/figures" / p.split("/")[-1] for p in cplx.FIGURES]
     written = cplx.plot(tmp_path / "results/complexity.csv", outs)
     assert sorted(written) == sorted(outs) and all(p.stat().st_size > 1000 for p in outs)
@@ -279,7 +285,7 @@ def test_complexity_study_through_snakemake(tmp_path):
     run_snakemake(work, "--cores", "1")
 
     df = pd.read_csv(work / "results/complexity.csv")
-    assert list(df.columns) == profiling.COLUMNS and len(df) == 2 * 3 + 1 * 3
+    assert list(df.columns) == COMPLEXITY_COLUMNS and len(df) == 2 * 3 + 1 * 3
     assert set(zip(df.codec, df.quality)) == {("jpeg", 30), ("jpeg", 80), ("fact", 1)}
     assert (df.source == "a.png").all() and (df.repeats == 2).all() and (df.device == "cpu").all()
     ok = df[df.status == "ok"]
@@ -311,13 +317,22 @@ def test_complexity_study_through_snakemake(tmp_path):
     assert "complexity of fact" in log and "2048x2048 on cpu failed" in log
     assert planned_jobs(work) == {}
 
-    # CUDA asked for on a machine without one: the job stops with a message naming the key
-    if torch.cuda.is_available():
-        return
-    cfg["complexity"]["devices"] = ["cuda"]
+    # devices: [cuda]. Without a GPU the job stops with a message naming the key and leaves no
+    # table; with one, the learned codec is measured on it (GPU peak memory included)
+    cfg["complexity"].update(devices=["cuda"], resolutions=["64x64"], memory_limit_mb=None)
     write_config(work, cfg)
     proc = run_snakemake(work, "results/complexity/fact.csv", check=False)
-    assert proc.returncode != 0
-    text = proc.stdout + proc.stderr + (work / "logs/complexity/fact.log").read_text()
-    assert "complexity.devices lists 'cuda' but torch sees no CUDA device" in text
-    assert not (work / "results/complexity/fact.csv").exists()  # no stale table passes for new
+    log = (work / "logs/complexity/fact.log").read_text()
+    if not torch.cuda.is_available():
+        assert proc.returncode != 0
+        assert "complexity.devices lists 'cuda' but torch sees no CUDA device" in proc.stdout + proc.stderr + log
+        assert not (work / "results/complexity/fact.csv").exists()  # no stale table passes for new
+        return
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    fact = pd.read_csv(work / "results/complexity/fact.csv")
+    assert list(fact.columns) == COMPLEXITY_COLUMNS and len(fact) == 1
+    (row,) = fact.itertuples()
+    assert row.status == "ok", row.error
+    assert str(row.device).startswith("cuda") and row.width == 64 and row.height == 64
+    assert row.max_vram_alloc_mb > 0 and row.max_vram_reserved_mb >= row.max_vram_alloc_mb
+    assert row.enc_s_median > 0 and row.dec_s_median > 0 and row.bpp > 0

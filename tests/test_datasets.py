@@ -73,9 +73,15 @@ def test_16_bit_png(tmp_path):
 
 
 def test_kodak_hashes_match_shared(shared):
-    sums = (shared("data", "kodak") / "SHA256SUMS").read_text().split("\n")
+    import hashlib
+
+    kodak = shared("data", "kodak")
+    sums = (kodak / "SHA256SUMS").read_text().split("\n")
     pinned = {l.split()[1][:-4]: l.split()[0] for l in sums if l.strip()}
-    assert pinned == KODAK_SHA256
+    assert pinned == KODAK_SHA256 and len(pinned) == 24
+    # and the files themselves have those hashes (hashlib, not rdflow)
+    for name, digest in pinned.items():
+        assert hashlib.sha256((kodak / f"{name}.png").read_bytes()).hexdigest() == digest, name
 
 
 def test_dataset_subset(tmp_path):

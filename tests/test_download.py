@@ -104,10 +104,26 @@ def test_verify_before_use(tmp_path):
 
 
 def test_kodak_served_like_a_user_run(shared, http_server, tmp_path):
-    """Real Kodak files through the loopback server with the pinned hashes."""
+    """Real Kodak files through the loopback server with the pinned hashes: each lands, byte for
+    byte, with the SHA-256 that hashlib computes and that ../shared's SHA256SUMS lists."""
     from rdflow.datasets import KODAK_SHA256
 
     src = shared("data", "kodak")
+    sums = {line.split()[1]: line.split()[0]
+            for line in (src / "SHA256SUMS").read_text().splitlines() if line.strip()}
     for name in ("kodim01", "kodim04"):
-        (http_server.root / f"{name}.png").write_bytes((src / f"{name}.png").read_bytes())
-        fetch(http_server.url + f"{name}.png", tmp_path / f"{name}.png", sha256=KODAK_SHA256[name])
+        body = (src / f"{name}.png").read_bytes()
+        (http_server.root / f"{name}.png").write_bytes(body)
+        dest = tmp_path / "kodak" / f"{name}.png"
+        fetch(http_server.url + f"{name}.png", dest, sha256=KODAK_SHA256[name], backoff_s=0)
+        assert dest.read_bytes() == body
+        digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+        assert digest == KODAK_SHA256[name] == sums[f"{name}.png"]
+        assert http_server.hits.count(f"{name}.png") == 1
+    assert sorted(_leftovers(tmp_path / "kodak")) == ["kodim01.png", "kodim04.png"]
+    # the pin is enforced for these files too: kodim04 served under kodim01's hash is refused
+    (http_server.root / "kodim01.png").write_bytes((src / "kodim04.png").read_bytes())
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        fetch(http_server.url + "kodim01.png", tmp_path / "again" / "kodim01.png",
+              sha256=KODAK_SHA256["kodim01"], backoff_s=0)
+    assert _leftovers(tmp_path / "again") == []

@@ -300,13 +300,44 @@ def _fake_run(min_job_age="MinJobAge               = 300 sec", sacct_error=None)
 NO_ACCOUNTING = "Slurm accounting storage is disabled"
 
 
-def test_check_executor_is_a_noop_for_other_executors():
+def test_check_executor_is_a_noop_for_other_executors(monkeypatch):
+    """Other executors: check_executor returns None without looking for or running any SLURM
+    command: shutil.which and subprocess.run/Popen (also where rdflow.cluster bound them as
+    default arguments) fail the test if called. The slurm executor, under the same guards, does
+    reach them: the control that the guards would catch a check that ran."""
+    import shutil
+    import subprocess
+
+    from rdflow import cluster
     from rdflow.cluster import check_executor
 
+    calls = []
+
+    def forbidden(name):
+        def fail(*args, **kwargs):
+            calls.append(name)
+            raise AssertionError(f"{name} called with {args}")
+        return fail
+
+    which, run = forbidden("shutil.which"), forbidden("subprocess.run")
+    monkeypatch.setattr(shutil, "which", which)
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "Popen", forbidden("subprocess.Popen"))
+    for fn in (cluster.check_slurm, cluster.missing_slurm_commands, cluster.min_job_age,
+               cluster.accounting_disabled):  # defaults bound at import: which=shutil.which, ...
+        guarded = {"which": which, "run": run}
+        monkeypatch.setattr(fn, "__defaults__", tuple(
+            guarded.get(getattr(d, "__name__", None), d) for d in fn.__defaults__))
     for name in ("local", "dryrun", "slurm-jobstep", "touch"):
         wf = SimpleNamespace(executor_plugin=SimpleNamespace(name=name), executor_settings=None)
-        check_executor(wf)  # no SLURM on PATH needed, nothing raised
-    check_executor(SimpleNamespace())  # a workflow object without an executor plugin
+        assert check_executor(wf) is None
+    assert check_executor(SimpleNamespace()) is None  # a workflow object without an executor plugin
+    assert calls == []
+    # the control: the slurm executor looks for its commands first, and the guard sees it
+    wf = SimpleNamespace(executor_plugin=SimpleNamespace(name="slurm"), executor_settings=None)
+    with pytest.raises(AssertionError, match="shutil.which called"):
+        check_executor(wf)
+    assert calls[:1] == ["shutil.which"]
 
 
 def test_missing_slurm_commands_are_named():

@@ -280,7 +280,23 @@ def test_vmaf_rgb_frames_equals_yuv_path_and_image_score():
     df = vmaf.vmaf_rgb_frames(ref, dist, "bt601", "full", "center")
     r = b"".join(p.tobytes() for f in ref for p in rgb_to_yuv420(f, "bt601", "full", "center"))
     d = b"".join(p.tobytes() for f in dist for p in rgb_to_yuv420(f, "bt601", "full", "center"))
-    assert vmaf.rgb_frames_to_i420(ref, "bt601", "full", "center") == (r, W, H)
+    # the I420 that VMAF gets: ffmpeg's zimg converts the same RGB frames (BT.601, full range,
+    # centred chroma, bilinear) to the same planes, to float rounding (test_yuv measures <= 0.02)
+    got, gw, gh = vmaf.rgb_frames_to_i420(ref, "bt601", "full", "center")
+    assert (gw, gh) == (W, H) and len(got) == 2 * W * H * 3 // 2
+    import imageio_ffmpeg
+
+    zimg = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+         "-s", f"{W}x{H}", "-i", "-", "-vf",
+         "zscale=matrix=470bg:range=full:chromal=center:filter=bilinear:dither=none,format=yuv420p",
+         "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+        input=b"".join(f.tobytes() for f in ref), capture_output=True, check=True).stdout
+    a, b = np.frombuffer(got, np.uint8).astype(int), np.frombuffer(zimg, np.uint8).astype(int)
+    assert a.shape == b.shape and np.abs(a - b).mean() <= 0.02 and np.abs(a - b).max() <= 4
+    # frame order matters: the frames swapped are far from it
+    swapped = np.frombuffer(vmaf.rgb_frames_to_i420(ref[::-1], "bt601", "full", "center")[0], np.uint8)
+    assert np.abs(swapped.astype(int) - b).mean() > 1
     direct = vmaf.vmaf_yuv420(r, d, W, H)
     cols = ["vmaf", "psnr_y", "psnr_u"]
     np.testing.assert_allclose(df[cols], direct[cols], atol=1e-9)
