@@ -83,8 +83,10 @@ def test_ablation_variant_is_coded_like_a_dataset(study):
         n = {"jpeg": 4, "webp": 4, "jpeg3": 3}
         assert sorted(p["title"] for p in side["panels"]) == sorted(n)
         for p in side["panels"]:
-            assert {s["label"]: len(s["x"]) for s in p["series"]} == {
-                "baseline": n[p["title"]], "r64 (resize 64x64)": n[p["title"]]}, (m, p["title"])
+            want = {"baseline": n[p["title"]], "r64 (resize 64x64)": n[p["title"]]}
+            if m == "ms_ssim_db":  # 5-scale MS-SSIM is undefined under 161 px: no r64 points
+                del want["r64 (resize 64x64)"]
+            assert {s["label"]: len(s["x"]) for s in p["series"]} == want, (m, p["title"])
 
 
 def test_bd_rate_table(study):
