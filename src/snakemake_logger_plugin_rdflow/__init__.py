@@ -57,7 +57,10 @@ class LogHandler(LogHandlerBase):
     def text(self, record: LogRecord) -> str | None:
         event = getattr(record, "event", None)
         if event == LogEvent.JOB_INFO:
-            name = f"{record.__dict__.get('rule_name')}  {_wildcards(record.__dict__.get('wildcards'))}".rstrip()
+            rule = record.__dict__.get("rule_name")
+            if record.__dict__.get("local"):  # a localrule: runs in this process, also on a cluster
+                rule = f"{rule} (localrule)"
+            name = f"{rule}  {_wildcards(record.__dict__.get('wildcards'))}".rstrip()
             self.jobs[record.__dict__.get("jobid")] = name
             self.started = self.started or time.monotonic()
             return self.default.format(record) if self.verbose else None
@@ -65,7 +68,7 @@ class LogHandler(LogHandlerBase):
             cmd = record.__dict__.get("cmd") or record.__dict__.get("msg")
             return str(cmd) if cmd and cmd != "None" and self.verbose else None
         if event == LogEvent.JOB_FINISHED:
-            self.finished.append(self.jobs.pop(record.__dict__.get("job_id"), "job"))
+            self.finished.append(self.jobs.pop(record.__dict__.get("job_id"), ""))
             return None
         if event == LogEvent.PROGRESS:
             done, total = int(record.__dict__["done"]), int(record.__dict__["total"])
