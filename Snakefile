@@ -24,10 +24,12 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/compress.smk"
 include: "workflow/rules/video_codecs.smk"
-include: "workflow/rules/detect.smk"
+include: "workflow/rules/detection.smk"
 include: "workflow/rules/vmaf.smk"
-include: "workflow/rules/profile.smk"
+include: "workflow/rules/complexity.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/ablation.smk"
+include: "workflow/rules/bd_rate.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -40,10 +42,10 @@ rule all:
 rule image_study:
     """Only the image datasets' tables and figures (`snakemake --cores 8 image_study`)."""
     input:
-        study.image_targets(config),
+        aggregate_stage.image_targets(config),
 
 
 rule video_study:
     """Only the video sequences' tables and figures (`snakemake --cores 8 video_study`)."""
     input:
-        study.video_targets(config),
+        aggregate_stage.video_targets(config),

@@ -111,7 +111,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="rdflow-bench-detection-"))
     weights = tmp / "yolov8n_random.pt"
     subprocess.run([sys.executable, "-c",
-                    "import sys; from rdflow.machine_vision import random_yolo_weights as r; "
+                    "import sys; from rdflow.detectors import random_yolo_weights as r; "
                     "r(sys.argv[1], config_dir=sys.argv[2], sparse=True)", str(weights), str(tmp / "ucfg")],
                    check=True, capture_output=True)
     walls = {False: [], True: []}

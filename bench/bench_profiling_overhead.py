@@ -1,11 +1,11 @@
-"""How much does rdflow.profiling's measurement add to the time it measures?
+"""How much does rdflow.measure's measurement add to the time it measures?
 
 For each workload, the same coding call is run in interleaved rounds (order alternating each
 round, same process):
 
   bare      one warm-up call, then R calls each timed with perf_counter alone
-  measured  profiling.measure(fn, warmup=1, repeats=R), as complexity_study calls it: per-call
-            timing (wall + CPU clocks, sync hook), the peak-RSS meter and the GPU meter
+  measured  rdflow.measure.timing.measure(fn, warmup=1, repeats=R), as complexity_study calls it:
+            per-call timing (wall + CPU clocks, sync hook), the peak-RSS meter and the GPU meter
 
 and prints, per workload,
 
@@ -37,22 +37,21 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-
-from rdflow import profiling  # noqa: E402
-from rdflow.codecs import CodecSpec, build  # noqa: E402
-
 SHARED = Path(os.environ.get("RDFLOW_SHARED", REPO.parent / "shared"))
 
 
 def test_image(width: int, height: int) -> tuple[np.ndarray, str]:
+    from rdflow.measure.images import fit_image, load_image, synthetic_image
+
     kodim = SHARED / "data" / "kodak" / "kodim23.png"
     if kodim.is_file():
-        return profiling.fit_image(profiling.load_image(kodim), width, height), "kodim23.png"
-    return profiling._synthetic_image(height, width), "synthetic"
+        return fit_image(load_image(kodim), width, height), "kodim23.png"
+    return synthetic_image(height, width), "synthetic"
 
 
 def workloads(names: list[str]):
+    from rdflow.codecs import CodecSpec, build
+
     if "jpeg" in names:
         rgb, src = test_image(768, 512)
         codec = build(CodecSpec("jpeg", "jpeg", 75))
@@ -65,6 +64,8 @@ def workloads(names: list[str]):
 
 
 def run(fn, rounds: int, repeats: int, rss_method: str, sync) -> dict:
+    from rdflow.measure.timing import measure
+
     bare_block, wall_block, bare_calls, reported = [], [], [], []
     for _ in range(3):  # warm-up of the workload itself
         fn()
@@ -81,8 +82,8 @@ def run(fn, rounds: int, repeats: int, rss_method: str, sync) -> dict:
                 bare_block.append(time.perf_counter() - t0)
             else:
                 t0 = time.perf_counter()
-                m = profiling.measure(fn, warmup=1, repeats=repeats, sync=sync, device="cpu",
-                                      rss_method=rss_method)
+                m = measure(fn, warmup=1, repeats=repeats, sync=sync, device="cpu",
+                            rss_method=rss_method)
                 wall_block.append(time.perf_counter() - t0)
                 reported.extend(m.timing.samples)
     pair = [w / b for w, b in zip(wall_block, bare_block)]
@@ -107,6 +108,7 @@ def main(argv=None) -> int:
                     help="torch threads (1 keeps a loaded machine's noise down; the overhead does not "
                          "depend on it)")
     args = ap.parse_args(argv)
+    sys.path.insert(0, str(REPO / "src"))  # rdflow without install too
     import torch
 
     torch.set_num_threads(args.threads)

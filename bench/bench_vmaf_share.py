@@ -7,7 +7,7 @@ random weights, device cpu — once with the VMAF stage off and once with it on,
 fresh folder from process start; `--repeats R` alternates off/on R times and keeps the
 median of each. Prints both wall times and the VMAF share
 (on - off) / on (target <= 10 %) overall and per repeat, and, as a cross-check that does not depend on the machine's
-noise, the VMAF jobs' own time summed from their logs (rdflow.perceptual logs "in X s" per job)
+noise, the VMAF jobs' own time summed from their logs (rdflow.stages.vmaf logs "in X s" per job)
 as a share of the "on" wall time, with libvmaf's frames per second.
 
     python bench/bench_vmaf_share.py [--cores 2] [--repeats 1] [--frames 30]
@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from rdflow import paths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _clip_study import clip_study_parser  # noqa: E402
@@ -91,9 +93,9 @@ def main() -> None:
                 walls[vmaf].append(snakemake(work, args.cores))
                 if vmaf:
                     jobs.append(vmaf_job_times(work))
-                    assert (work / "results/vmaf.csv").is_file()
+                    assert (work / paths.VMAF_TABLE).is_file()
                 else:
-                    assert not (work / "results/vmaf.csv").exists()
+                    assert not (work / paths.VMAF_TABLE).exists()
                 print(f"  run {r} VMAF {'on ' if vmaf else 'off'}: {walls[vmaf][-1]:.1f} s",
                       flush=True)
     finally:

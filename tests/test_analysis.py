@@ -12,9 +12,12 @@ import pytest
 from PIL import Image
 
 from rdflow import RdflowError
-from rdflow import ablation as A
-from rdflow import analysis as AN
-from rdflow.config import codec_applies, dataset_images, validate
+from rdflow import paths as P
+from rdflow.config import codec_applies, dataset_images
+from rdflow.stages import ablation as A
+from rdflow.stages import bd_rate as BD
+from rdflow.stages import report as RP
+from rdflow.study import validate
 
 
 def _image(h=48, w=40, seed=0):
@@ -111,7 +114,7 @@ def test_ablation_section_makes_variant_datasets(folder):
     assert dataset_images(c, "loc-r64") == {"im0": None, "im1": None}
     assert A.variants_of(c, "loc") == ["loc-half", "loc-r64"]
     assert A.variant_label(c, "loc-r64") == "r64"
-    targets = A.ablation_targets(c)
+    targets = A.targets(c)
     assert "results/ablation_loc.csv" in targets
     assert "results/figures/ablation_loc_ms_ssim_db.pdf" in targets
     assert not any("kodak" in t for t in targets)
@@ -211,12 +214,12 @@ def test_ablation_table_and_figure(folder, tmp_path):
 
 def test_bd_rate_config(folder):
     c = validate(_cfg(folder))
-    assert not AN.enabled(c) and AN.analysis_targets(c) == [AN.ENV_CSV]
+    assert not BD.enabled(c) and RP.targets(c) + BD.targets(c) == [P.ENV_CSV]
     assert c["bd_rate"] == {"enabled": None, "anchor": None, "video_anchor": None, "method": "pchip", "min_overlap": 0,
                             "metrics": ["psnr_rgb", "ms_ssim_db", "vmaf", "map50_95"]}
     c = validate(_cfg(folder, bd_rate={"anchor": "webp"}))
-    assert AN.enabled(c) and AN.bd_rate_targets(c) == ["results/bd_rate.csv"]
-    assert not AN.enabled(validate(_cfg(folder, bd_rate={"anchor": "webp", "enabled": False})))
+    assert BD.enabled(c) and BD.targets(c) == ["results/bd_rate.csv"]
+    assert not BD.enabled(validate(_cfg(folder, bd_rate={"anchor": "webp", "enabled": False})))
 
 
 def test_anchor_not_in_study_is_a_parse_time_error(folder):
@@ -226,7 +229,8 @@ def test_anchor_not_in_study_is_a_parse_time_error(folder):
     with pytest.raises(RdflowError, match=r"bd_rate\.anchor: BD-rate is enabled but no anchor"):
         validate(_cfg(folder, bd_rate={"enabled": True}))
     with pytest.raises(RdflowError, match="bd_rate"):
-        validate(_cfg(folder, bd_rate={"anchor": "webp", "method": "cubic"}))
+        validate(_cfg(folder, bd_rate={"anchor": "webp", "method": "spline"}))
+    validate(_cfg(folder, bd_rate={"anchor": "webp", "method": "cubic"}))  # VCEG-M33's cubic fit
     with pytest.raises(RdflowError, match="bd_rate"):
         validate(_cfg(folder, bd_rate={"anchor": "webp", "metrics": ["ssim"]}))
 
@@ -237,16 +241,16 @@ def test_bd_rate_inputs_follow_the_enabled_stages(folder, monkeypatch):
     c = validate(_cfg(folder, bd_rate={"anchor": "webp"}, vmaf={"enabled": False}))
     made = {"results/machine_vision.csv"}
     monkeypatch.setattr(rdflow.study, "all_targets", lambda config: sorted(made))
-    inp = AN.bd_rate_inputs(c)
+    inp = BD.inputs(c, rdflow.study.all_targets(c))
     assert inp["image"] == ["results/image_rd_kodak_summary.csv", "results/image_rd_loc_summary.csv"]
     assert inp["video"] == [] and inp["vmaf"] == [] and inp["detection"] == []  # both disabled
     c["detection"] = {"enabled": True}
     c["vmaf"] = {"enabled": True}
-    inp = AN.bd_rate_inputs(c)
+    inp = BD.inputs(c, rdflow.study.all_targets(c))
     # enabled, but the VMAF stage has nothing to make: no vmaf.csv is asked for
     assert inp["detection"] == ["results/machine_vision.csv"] and inp["vmaf"] == []
     made.add("results/vmaf.csv")
-    assert AN.bd_rate_inputs(c)["vmaf"] == ["results/vmaf.csv"]
+    assert BD.inputs(c, rdflow.study.all_targets(c))["vmaf"] == ["results/vmaf.csv"]
 
 
 # --- BD-rate: the study table ----------------------------------------------------------------
@@ -292,7 +296,7 @@ def _config(**bd):
 
 
 def test_bd_study_table_values_and_reasons(study):
-    t = AN.bd_rate_study(_config(), study["image"], study["video"])
+    t = BD.bd_rate_study(_config(), study["image"], study["video"])
     assert list(t.columns[:3]) == ["study", "dataset", "sequence"]
     img = t[t.study == "image"].set_index(["codec", "metric"])
     assert img.loc[("jpeg", "psnr_rgb"), "bd_rate_pct"] == pytest.approx(100 / 0.9 - 100, abs=1e-6)
@@ -326,7 +330,7 @@ def test_vmaf_and_map_are_joined_on_operating_points(study):
     mrows = [{"dataset": "loc", "codec": codec, "quality": q, "map50_95": m, "map50": m + 0.1}
              for codec in ("webp", "jpeg") for q, m in zip(qs, [0.2, 0.3, 0.29, 0.4, 0.45])]
     pd.DataFrame(mrows).to_csv(tmp / "mv.csv", index=False)
-    t = AN.bd_rate_study(_config(), study["image"], [], tmp / "vmaf.csv", tmp / "mv.csv")
+    t = BD.bd_rate_study(_config(), study["image"], [], tmp / "vmaf.csv", tmp / "mv.csv")
     t = t.set_index(["codec", "metric"])
     # rates come from the RD summary (not the tables' bpp = 99), so jpeg is +11.1 % everywhere
     assert t.loc[("jpeg", "vmaf"), "bd_rate_pct"] == pytest.approx(100 / 0.9 - 100, abs=1e-6)
@@ -349,7 +353,7 @@ def test_map_per_ground_truth(study):
             for q, m in zip(qs, [0.2, 0.3, 0.35, 0.4, 0.45])]
     pd.DataFrame(rows).to_csv(tmp / "mv.csv", index=False)
     cfg = _config(metrics=["psnr_rgb", "map50_95", "map50"])
-    t = AN.bd_rate_study(cfg, study["image"], [], None, tmp / "mv.csv")
+    t = BD.bd_rate_study(cfg, study["image"], [], None, tmp / "mv.csv")
     img = t[t.dataset == "loc"]
     assert list(dict.fromkeys(img.metric)) == ["psnr_rgb", "map50_95@pseudo", "map50_95@labels",
                                                 "map50@pseudo", "map50@labels"]
@@ -363,10 +367,10 @@ def test_per_image_map_values_are_refused(study):
                   for i in "ab"]).to_csv(tmp / "mv.csv", index=False)
     with pytest.raises(RdflowError, match=r"mv.csv: several map50_95 values for dataset 'loc', "
                                           r"codec 'webp', quality 10"):
-        AN.bd_rate_study(_config(), study["image"], [], None, tmp / "mv.csv")
+        BD.bd_rate_study(_config(), study["image"], [], None, tmp / "mv.csv")
     pd.DataFrame([{"dataset": "loc", "map50_95": 0.3}]).to_csv(tmp / "bad.csv", index=False)
     with pytest.raises(RdflowError, match="bad.csv has no codec or quality column"):
-        AN.bd_rate_study(_config(), study["image"], [], None, tmp / "bad.csv")
+        BD.bd_rate_study(_config(), study["image"], [], None, tmp / "bad.csv")
 
 
 def test_detection_only_dataset_uses_the_tables_own_bpp(study):
@@ -375,14 +379,14 @@ def test_detection_only_dataset_uses_the_tables_own_bpp(study):
             for codec, s in (("webp", 1.0), ("jpeg", 0.5))
             for q, b, m in zip(qs, r, [0.1, 0.2, 0.3, 0.4, 0.5])]
     pd.DataFrame(rows).to_csv(tmp / "mv.csv", index=False)
-    t = AN.bd_rate_study(_config(), study["image"], [], None, tmp / "mv.csv")
+    t = BD.bd_rate_study(_config(), study["image"], [], None, tmp / "mv.csv")
     coco = t[t.dataset == "coco"].set_index("codec")
     assert coco.loc["jpeg", "bd_rate_pct"] == pytest.approx(-50.0, abs=1e-6)
 
 
 def test_write_bd_rate_csv_and_html(study):
     tmp = study["tmp"]
-    t = AN.write_bd_rate(_config(), study["image"], study["video"], tmp / "bd.csv",
+    t = BD.write_bd_rate(_config(), study["image"], study["video"], tmp / "bd.csv",
                          html=tmp / "bd.html")
     back = pd.read_csv(tmp / "bd.csv")
     assert len(back) == len(t) and "reason" in back
@@ -390,22 +394,22 @@ def test_write_bd_rate_csv_and_html(study):
     assert "BD-rate against webp" in html and "image dataset loc" in html
     assert "video sequence clip2" in html and "+11.11" in html
     assert "few, psnr_rgb: fewer than 4 rate points" in html
-    empty = AN.write_bd_rate(_config(), [], [], tmp / "e.csv", html=tmp / "e.html")
-    assert empty.empty and list(pd.read_csv(tmp / "e.csv").columns) == AN.LEAD + list(
-        __import__("rdflow.bdrate", fromlist=["x"]).TABLE_COLUMNS)
+    empty = BD.write_bd_rate(_config(), [], [], tmp / "e.csv", html=tmp / "e.html")
+    assert empty.empty and list(pd.read_csv(tmp / "e.csv").columns) == BD.LEAD + list(
+        __import__("rdflow.metrics.bdrate", fromlist=["x"]).TABLE_COLUMNS)
 
 
 # --- environment -----------------------------------------------------------------------------
 
 def test_environment_record(tmp_path):
-    info = AN.write_environment({"device": "cpu"}, tmp_path / "env.csv")
+    info = RP.write_environment({"device": "cpu"}, tmp_path / "env.csv")
     for key in ("rdflow", "torch", "compressai", "snakemake", "numpy", "imageio-ffmpeg", "ffmpeg",
                 "device", "cpu", "python"):
         assert info[key], key
     assert info["numpy"] == np.__version__ and info["device"] == "cpu"
     assert info["ffmpeg"].startswith("ffmpeg version")
-    assert AN.read_environment(tmp_path / "env.csv") == info
-    assert AN.read_environment(tmp_path / "none.csv") == {}
+    assert RP.read_environment(tmp_path / "env.csv") == info
+    assert RP.read_environment(tmp_path / "none.csv") == {}
 
 
 def test_study_table_on_published_kodak_curves(shared, tmp_path):
@@ -423,7 +427,7 @@ def test_study_table_on_published_kodak_curves(shared, tmp_path):
     ref.to_csv(path, index=False)
     cfg = {"codecs": dict.fromkeys(names, {}),
            "bd_rate": {"anchor": "bpg_444_x265_ycbcr", "metrics": ["psnr_rgb"], "method": "pchip"}}
-    t = AN.bd_rate_study(cfg, [path], []).set_index("codec")
+    t = BD.bd_rate_study(cfg, [path], []).set_index("codec")
     assert t.loc["compressai-cheng2020-anchor_mse_cpu", "bd_rate_pct"] == pytest.approx(-18.8, abs=0.3)
     assert t.loc["compressai-bmshj2018-hyperprior_mse_cpu", "bd_rate_pct"] == pytest.approx(3.7, abs=0.3)
     assert t.reason.isna().all()
@@ -431,7 +435,7 @@ def test_study_table_on_published_kodak_curves(shared, tmp_path):
 
 def test_video_anchor_is_checked():
     from rdflow import RdflowError
-    from rdflow.analysis import check
+    from rdflow.stages.bd_rate import check
 
     cfg = {"codecs": {"jpeg": {"kind": "jpeg"}, "webp": {"kind": "webp"}},
            "video_codecs": {"x265": {"kind": "x265"}},
@@ -440,3 +444,46 @@ def test_video_anchor_is_checked():
     cfg["bd_rate"]["video_anchor"] = "vtm"
     with pytest.raises(RdflowError, match="bd_rate.video_anchor is 'vtm'"):
         check(cfg)
+
+
+# --- a metric registered by a test module ------------------------------------------------------
+
+@pytest.fixture
+def ssim_test():
+    """A coding-job metric registered here, and removed again afterwards."""
+    from rdflow import metrics as M
+
+    m = M.register(M.Metric("ssim_test", "SSIM-test", fn=lambda ref, rec: 1.0 - float(
+        np.abs(ref.astype(float) - rec.astype(float)).mean()) / 255.0))
+    yield m
+    M.METRICS.pop("ssim_test")
+
+
+def test_registered_metric_in_summary_bd_rate_and_figure(ssim_test, tmp_path):
+    from rdflow import plots
+    from rdflow.stages import aggregate as AG
+
+    rows = [{"dataset": "loc", "codec": codec, "quality": q, "image": im, "bpp": b * s,
+             "psnr_rgb": 30.0 + q, "ssim_test": 0.5 + 0.1 * i + 0.01 * j}
+            for codec, s in (("webp", 1.0), ("jpeg", 1 / 0.9))
+            for i, (q, b) in enumerate(zip([10, 30, 50, 70], RATES)) for j, im in enumerate("ab")]
+    summary = AG.summarise(pd.DataFrame(rows))
+    assert "ssim_test" in summary.columns
+    assert summary.set_index(["codec", "quality"]).loc[("webp", 10), "ssim_test"] == pytest.approx(0.505)
+    cfg = {"metrics": ["psnr_rgb", "ssim_test"], "datasets": {"loc": {}}}
+    assert AG.figure_metrics(cfg) == ["psnr_rgb", "ssim_test"]
+    assert "results/figures/image_rd_loc_ssim_test.png" in AG.targets(cfg)
+    AG.check(cfg)
+    path = tmp_path / "s.csv"
+    summary.to_csv(path, index=False)
+    by_default = BD.bd_rate_study({"codecs": {"webp": {}, "jpeg": {}}, "bd_rate": {"anchor": "webp"}},
+                                  [path], [])
+    named = {"codecs": {"webp": {}, "jpeg": {}}, "bd_rate": {"anchor": "webp", "metrics": ["ssim_test"]}}
+    BD.check(named)
+    for t in (by_default, BD.bd_rate_study(named, [path], [])):
+        row = t.set_index(["codec", "metric"]).loc[("jpeg", "ssim_test")]
+        assert row.bd_rate_pct == pytest.approx(100 / 0.9 - 100, abs=1e-6)
+    png = tmp_path / "f.png"
+    plots.rd_curves(summary, "ssim_test", [png])
+    side = __import__("json").loads(plots.sidecar_path(png).read_text())
+    assert side["ylabel"] == "SSIM-test" and {s["label"] for s in side["series"]} == {"jpeg", "webp"}

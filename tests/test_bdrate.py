@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from rdflow import RdflowError
-from rdflow.bdrate import (BDResult, METHODS, TABLE_COLUMNS, bd_quality, bd_rate, bd_table,
+from rdflow.metrics.bdrate import (BDResult, METHODS, TABLE_COLUMNS, bd_quality, bd_rate, bd_table,
                            is_task_metric, monotone_fit)
 
 KODAK = ("reference", "compressai", "results", "image", "kodak")

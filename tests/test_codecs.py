@@ -6,7 +6,7 @@ import pytest
 from rdflow import RdflowError
 from rdflow.codecs import CODECS, CodecSpec, build
 from rdflow.codecs.learned import ARCH_QUALITIES, Learned
-from rdflow.coding import code
+from rdflow.stages.compress import code
 
 ARCHS = ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018",
          "cheng2020-anchor", "cheng2020-attn"]

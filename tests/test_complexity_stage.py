@@ -1,6 +1,6 @@
-"""The complexity stage (rdflow.complexity, workflow/rules/profile.smk): config, targets, the
-per-codec job, the gathered table and figures, results/benchmarks.csv, and end to end through
-snakemake."""
+"""The complexity stage (rdflow.stages.complexity, workflow/rules/complexity.smk): config,
+targets, the per-codec job, the gathered table and figures, results/benchmarks.csv, and end to
+end through snakemake."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from PIL import Image
 
 from conftest import REPO
 from rdflow import RdflowError
-from rdflow import complexity as cplx
-from rdflow import profiling
+from rdflow.stages import complexity as cplx
 from rdflow.codecs.pillow import Jpeg
 from test_profiling import COMPLEXITY_COLUMNS
 
@@ -39,14 +38,14 @@ def base_config(tmp_path, **complexity) -> dict:
 
 
 def validated(cfg: dict) -> dict:
-    import rdflow.config
+    import rdflow.study
 
-    return rdflow.config.validate(copy.deepcopy(cfg), SCHEMA)
+    return rdflow.study.validate(copy.deepcopy(cfg), SCHEMA)
 
 
 # -- config, targets ----------------------------------------------------------------------------
 def test_import_is_cheap():
-    code = ("import sys, rdflow.complexity, rdflow.study; "
+    code = ("import sys, rdflow.stages.complexity, rdflow.study; "
             "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'compressai') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -62,15 +61,15 @@ def test_defaults_and_targets(tmp_path):
                   "isolate": True, "image": None, "memory_limit_mb": None}
     assert cplx.DEFAULTS == st  # and the module's own table agrees with the schema
     # off by default: only the benchmark table (it gathers whatever the other stages benchmarked)
-    assert cplx.complexity_targets(cfg) == ["results/benchmarks.csv"]
+    assert cplx.targets(cfg) == ["results/benchmarks.csv"]
     from rdflow.study import all_targets
 
     assert "results/benchmarks.csv" in all_targets(cfg)
-    assert "results/benchmarks.csv" not in cplx.benchmark_inputs(cfg)
-    assert "results/image_rd_mine.csv" in cplx.benchmark_inputs(cfg)
+    assert "results/benchmarks.csv" not in cplx.benchmark_inputs(all_targets(cfg))
+    assert "results/image_rd_mine.csv" in cplx.benchmark_inputs(all_targets(cfg))
 
     cfg = validated(base_config(tmp_path, enabled=True))
-    assert cplx.complexity_targets(cfg) == [
+    assert cplx.targets(cfg) == [
         "results/benchmarks.csv", "results/complexity.csv",
         "results/figures/complexity_bpp_time.png", "results/figures/complexity_bpp_time.pdf",
         "results/figures/complexity_resolution.png", "results/figures/complexity_resolution.pdf"]
@@ -196,7 +195,7 @@ def test_table_and_figures(tmp_path):
     rows = cplx.codec_job(config=cfg, codec="jpeg", out_csv=a)
     # the same codec as if measured on a second device: one curve per (codec, device)
     other = [dict(r, device="cuda:1") for r in rows]
-    profiling.write_complexity_csv(other, b)
+    cplx.write_complexity_csv(other, b)
     table = cplx.write_table([a, b], tmp_path / "results/complexity.csv")
     assert len(table) == 8 and list(pd.read_csv(tmp_path / "results/complexity.csv").columns) == COMPLEXITY_COLUMNS
     outs = [tmp_path / "results/figures" / p.split("/")[-1] for p in cplx.FIGURES]

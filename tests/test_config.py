@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from rdflow import RdflowError
-from rdflow.config import SCHEMA, validate
+from rdflow.config import SCHEMA
+from rdflow.study import validate
 
 from conftest import REPO
 

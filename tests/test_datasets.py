@@ -6,7 +6,7 @@ from PIL import Image
 
 from rdflow import RdflowError
 from rdflow.config import dataset_images
-from rdflow.datasets import KODAK_SHA256, list_local_images, read_image
+from rdflow.sources.datasets import KODAK_SHA256, list_local_images, read_image
 
 
 def test_missing_folder_names_key_and_path(tmp_path):

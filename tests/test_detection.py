@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from rdflow import RdflowError
-from rdflow import detection as det
-from rdflow.detection import Detections
+from rdflow import detectors as det
+from rdflow.detectors import Detections
 
 D = Detections
 
@@ -363,8 +363,8 @@ def fastestdet():
 
 
 def _clip_frame(shared, name, width, height, index, matrix):
-    from rdflow.video import probe_raw, read_frame
-    from rdflow.yuv import yuv420_to_rgb
+    from rdflow.sources.video import probe_raw, read_frame
+    from rdflow.metrics.yuv import yuv420_to_rgb
 
     seq = probe_raw(shared("data", "video", name), width, height, matrix=matrix)
     return yuv420_to_rgb(*read_frame(seq, index), matrix=matrix)
@@ -395,7 +395,7 @@ def _iou(a, b):
 
 
 def test_fastestdet_names_and_defaults_without_loading():
-    from rdflow import fastestdet as fd
+    from rdflow.detectors import fastestdet as fd
 
     f = det.build("fastestdet")
     assert f.model is None and (f.conf, f.map_conf, f.iou, f.imgsz) == (0.55, 0.01, 0.4, 352)
@@ -411,7 +411,7 @@ def test_fastestdet_names_and_defaults_without_loading():
 
 
 def test_fastestdet_decoding_and_class_wise_nms_of_a_hand_made_output():
-    from rdflow import fastestdet as fd
+    from rdflow.detectors import fastestdet as fd
 
     out = np.zeros((1, 85, 22, 22), np.float32)
     out[0, 0], out[0, 5:] = 0.01, 1 / 80  # background: score 0.01**0.6 * 0.0125**0.4 = 0.011
@@ -479,7 +479,7 @@ def test_fastestdet_accuracy_falls_when_the_frame_is_degraded(shared, fastestdet
 
 
 def test_fastestdet_refuses_a_changed_shipped_weights_file(tmp_path, monkeypatch):
-    from rdflow import fastestdet as fd
+    from rdflow.detectors import fastestdet as fd
 
     data = bytearray(fd.default_weights().read_bytes())
     data[len(data) // 2] ^= 0xFF  # one byte of the weights: the file still loads

@@ -106,7 +106,7 @@ def test_verify_before_use(tmp_path):
 def test_kodak_served_like_a_user_run(shared, http_server, tmp_path):
     """Real Kodak files through the loopback server with the pinned hashes: each lands, byte for
     byte, with the SHA-256 that hashlib computes and that ../shared's SHA256SUMS lists."""
-    from rdflow.datasets import KODAK_SHA256
+    from rdflow.sources.datasets import KODAK_SHA256
 
     src = shared("data", "kodak")
     sums = {line.split()[1]: line.split()[0]

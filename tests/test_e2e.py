@@ -52,13 +52,17 @@ def write_config(workdir: Path, cfg: dict) -> None:
 
 
 def planned_jobs(workdir: Path, *targets: str) -> dict[str, int]:
-    """Jobs a dry run would run, per rule (the "Job stats" table of `-n --quiet rules`)."""
+    """Jobs a dry run would run, per rule (the "Job stats" table of `-n --quiet rules`). The
+    coding rules of a study are one per (dataset | sequence, batch), named
+    ``compress_image__<dataset>_<codec>_q<quality>_b<k>`` / ``compress_frame__...``: they count
+    together under ``compress_image`` / ``compress_frame`` (jobs, i.e. batches)."""
     out = run_snakemake(workdir, *targets, "-n", "--quiet", "rules").stdout
-    counts = {}
+    counts: dict[str, int] = {}
     for line in out.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
-            counts[parts[0]] = int(parts[1])
+            rule = parts[0].split("__", 1)[0]
+            counts[rule] = counts.get(rule, 0) + int(parts[1])
     return counts
 
 
@@ -142,7 +146,10 @@ def test_kodak_rows_and_bitstream_sizes(kodak_study):
     assert set(df[df.codec == "fact"].threads) == {1} and (df.process_rss_mb > 100).all()
     summ = pd.read_csv(work / "results/image_rd_kodak_summary.csv")
     assert len(summ) == 5 and set(summ.n_items) == {2}
-    assert "coding kodak/kodim01" in (work / "logs/compress_image/kodak/fact/q1/kodim01.log").read_text()
+    # one job per (dataset, codec, quality) batch: its log names every item it coded
+    log = (work / "logs/compress_image/kodak/fact/q1/b0.log").read_text()
+    assert "coding 2 images of kodak with fact q1" in log
+    assert "kodak/kodim01: bpp=" in log and "kodak/kodim04: bpp=" in log
 
 
 def test_kodak_learned_rows_are_compressai_on_the_served_checkpoint(kodak_study):
@@ -253,7 +260,17 @@ def test_kodak_rerun_plans_exactly_the_new_work(kodak_study):
         plan = planned_jobs(work)
     finally:
         (work / "config.yaml").write_text(before)
-    assert plan["compress_image"] == 2 and plan["aggregate_image"] == 1
+    # one batch job (both images at the new quality), then the table
+    assert plan["compress_image"] == 1 and plan["aggregate_image"] == 1
+    # a deleted item result is redone with its batch and the tables that use it
+    row = work / "results/image/kodak/jpeg/q30/kodim04.json"
+    kept = row.read_bytes()
+    row.unlink()
+    try:
+        plan = planned_jobs(work)
+    finally:
+        row.write_bytes(kept)
+    assert plan["compress_image"] == 1 and plan["aggregate_image"] == 1
 
 
 # ------------------------------------------------------------------ local study, random weights
@@ -357,14 +374,14 @@ def test_image_study_and_video_study_targets_plan_only_their_half(tmp_path):
     })
     image = planned_jobs(work, "image_study")
     video = planned_jobs(work, "video_study")
-    # 2 images x 2 qualities; a figure per metric (psnr_rgb, ms_ssim_db)
-    assert image == {"compress_image": 4, "aggregate_image": 1, "plot_image_rd": 2, "image_study": 1}
-    # 3 frames x 2 qualities; a figure per metric (psnr_y, psnr_rgb, ms_ssim_db)
-    assert video == {"probe_sequence": 1, "compress_frame": 6, "aggregate_video": 1,
+    # 2 qualities x one batch (both images); a figure per metric (psnr_rgb, ms_ssim_db)
+    assert image == {"compress_image": 2, "aggregate_image": 1, "plot_image_rd": 2, "image_study": 1}
+    # 2 qualities x one batch (the 3 frames); a figure per metric (psnr_y, psnr_rgb, ms_ssim_db)
+    assert video == {"probe_sequence": 1, "compress_frame": 2, "aggregate_video": 1,
                      "plot_video_rd": 3, "video_study": 1}
     # the default target plans both halves
     everything = planned_jobs(work)
-    assert everything["compress_image"] == 4 and everything["compress_frame"] == 6
+    assert everything["compress_image"] == 2 and everything["compress_frame"] == 2
 
 
 def test_failed_job_leaves_no_row(tmp_path):
@@ -377,10 +394,32 @@ def test_failed_job_leaves_no_row(tmp_path):
                         "codecs": {"jpeg": {"kind": "jpeg", "qualities": [50]}}})
     proc = run_snakemake(work, "--keep-going", check=False)
     assert proc.returncode != 0
-    assert "bad.png" in proc.stdout + proc.stderr + (work / "logs/compress_image/mine/jpeg/q50/bad.log").read_text()
-    assert not (work / "results/image/mine/jpeg/q50/bad.json").exists()
-    assert not (work / "results/image/mine/jpeg/q50/bad.bin").exists()
-    assert (work / "results/image/mine/jpeg/q50/good.json").exists()
+    assert "bad.png" in proc.stdout + proc.stderr + (work / "logs/compress_image/mine/jpeg/q50/b0.log").read_text()
+    out = work / "results/image/mine/jpeg/q50"
+    assert not (out / "bad.json").exists() and not (out / "bad.bin").exists()
+    # the failed batch job leaves none of its items (Snakemake removes a failed job's outputs):
+    # good.png, in the same batch, is coded again with it once bad.png is fixed
+    assert not (out / "good.json").exists()
+    assert not (work / "results/image_rd_mine.csv").exists()
+    Image.new("RGB", (64, 64), (9, 8, 7)).save(imgs / "bad.png")
+    run_snakemake(work)
+    assert (out / "good.json").exists() and (out / "bad.json").exists()
+    assert len(pd.read_csv(work / "results/image_rd_mine.csv")) == 2
+
+
+def test_failed_item_in_batches_of_one_leaves_the_others(tmp_path):
+    """batch_size: 1 isolates every item in its own job: a bad image fails only itself."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(imgs / "good.png")
+    (imgs / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    work = tmp_path / "study"
+    write_config(work, {"batch_size": 1, "datasets": {"mine": {"kind": "local", "path": str(imgs)}},
+                        "codecs": {"jpeg": {"kind": "jpeg", "qualities": [50]}}})
+    proc = run_snakemake(work, "--keep-going", check=False)
+    assert proc.returncode != 0
+    out = work / "results/image/mine/jpeg/q50"
+    assert not (out / "bad.json").exists() and (out / "good.json").exists()
     assert not (work / "results/image_rd_mine.csv").exists()
 
 

@@ -14,7 +14,7 @@ from rdflow import RdflowError
 from rdflow import metrics as M
 from rdflow.codecs import CODECS, CodecSpec, build
 from rdflow.codecs import ffmpeg as ff
-from rdflow.coding import code
+from rdflow.stages.compress import code
 
 from conftest import shared_path
 
@@ -154,7 +154,7 @@ def test_one_ffmpeg_process_per_encode_and_decode(monkeypatch):
         return real(cmd, *a, **k)
 
     c = _codec("jpegxl")
-    monkeypatch.setattr(ff.subprocess, "run", counting)
+    monkeypatch.setattr(subprocess, "run", counting)
     data = c.encode(_image(32, 32))
     assert len(calls) == 1
     c.decode(data)
@@ -173,7 +173,7 @@ LADDERS = {
 
 @pytest.fixture(scope="module")
 def kodim():
-    from rdflow.datasets import read_image
+    from rdflow.sources.datasets import read_image
 
     return read_image(shared_path("data", "kodak", "kodim19.png")).rgb
 
@@ -249,7 +249,10 @@ def ffmpeg_without_libjxl(tmp_path, monkeypatch):
         "elif '-version' in sys.argv: print('ffmpeg version fake-1.0')\n"
         "else: sys.exit(1)\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(ff, "ffmpeg_exe", lambda: str(fake))
+    from rdflow.codecs import ffmpeg_tools
+
+    for module in (ff, ffmpeg_tools):  # the codecs' name and the tools' own
+        monkeypatch.setattr(module, "ffmpeg_exe", lambda: str(fake))
     return fake
 
 
@@ -263,7 +266,7 @@ def test_missing_encoder_is_named_with_the_fix(ffmpeg_without_libjxl):
 
 
 def test_missing_encoder_fails_at_config_check(ffmpeg_without_libjxl):
-    from rdflow.config import check
+    from rdflow.stages.compress import check
 
     config = {"codecs": {"jxl": {"kind": "jpegxl", "qualities": [80]}}, "datasets": {}}
     with pytest.raises(RdflowError, match=r"codecs\.jxl\.kind: jpegxl.*libjxl.*missing"):
@@ -271,8 +274,8 @@ def test_missing_encoder_fails_at_config_check(ffmpeg_without_libjxl):
 
 
 def test_config_keys_validate_and_reach_the_codec():
-    from rdflow.coding import codec_spec
-    from rdflow.config import validate
+    from rdflow.stages.compress import codec_spec
+    from rdflow.study import validate
 
     config = {"codecs": {
         "bpg444": {"kind": "hevc_intra", "qualities": [27, 32], "preset": "fast"},
@@ -298,14 +301,14 @@ def test_config_keys_validate_and_reach_the_codec():
     ({"kind": "av1_intra", "qualities": [64]}, r"codecs\.x\.qualities: \[64\] out of range"),
 ])
 def test_bad_options_are_config_errors(entry, match):
-    from rdflow.config import check
+    from rdflow.stages.compress import check
 
     with pytest.raises(RdflowError, match=match):
         check({"codecs": {"x": entry}, "datasets": {}})
 
 
 def test_schema_rejects_bad_values():
-    from rdflow.config import validate
+    from rdflow.study import validate
 
     for entry, key in (({"kind": "hevc_intra", "qualities": [30], "pix_fmt": "rgb24"}, "pix_fmt: 'rgb24' is not one of"),
                        ({"kind": "av1_intra", "qualities": [30], "cpu_used": 9}, "cpu_used: 9 is greater than the maximum"),

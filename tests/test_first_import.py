@@ -15,9 +15,9 @@ from PIL import Image
 SCRIPT = textwrap.dedent('''
     import json, sys, threading, traceback
     from rdflow import RdflowError
-    from rdflow.coding import image_job
+    from rdflow.stages.compress import image_job
     from rdflow.weights import fetch_zoo
-    from rdflow.video_codecs import fetch_ssf_weights
+    from rdflow.codecs.ssf import fetch_ssf_weights
     work, url = sys.argv[1], sys.argv[2]
     config = {"device": "cpu", "metrics": ["psnr_rgb", "ms_ssim"], "codecs": {
         "f": {"kind": "learned", "architecture": "bmshj2018-factorized", "weights": "random", "seed": 0,

@@ -74,8 +74,8 @@ from PIL import Image
 
 import rdflow.io as rio
 from rdflow import RdflowError
-from rdflow.config import validate
-from rdflow.datasets import MAX_PIXELS_DEFAULT, read_image, set_max_pixels
+from rdflow.study import validate
+from rdflow.sources.datasets import MAX_PIXELS_DEFAULT, read_image, set_max_pixels
 from rdflow.download import DownloadError, fetch
 
 from conftest import REPO
@@ -242,7 +242,7 @@ def _ckpt_config(url: str, sha: str | None) -> dict:
 
 
 def _image_job(tmp_path, config, codec, weights_path):
-    from rdflow.coding import image_job
+    from rdflow.stages.compress import image_job
 
     png = tmp_path / "img.png"
     Image.fromarray(np.full((64, 64, 3), 100, np.uint8)).save(png)
@@ -366,7 +366,7 @@ def test_ms_ssim_same():
     import torch
     from pytorch_msssim import ms_ssim as reference
 
-    from rdflow import metrics as M
+    from rdflow.metrics import quality as M
 
     rng = np.random.default_rng(3)
     ref = rng.integers(0, 256, (341, 277, 3), dtype=np.uint8)  # odd sides: padded pooling
@@ -536,7 +536,7 @@ YUV = "resources/video/tiny.yuv"
 
 @pytest.mark.parametrize("junk", ["html", "no_member", "partial_frame", "too_few_frames"])
 def test_uvg_junk_first_download(tmp_path, monkeypatch, http_server, junk):
-    from rdflow.sequences import download, extract
+    from rdflow.sources.sequences import download, extract
 
     monkeypatch.chdir(tmp_path)
     served = http_server.root / "Tiny.7z"
@@ -567,7 +567,7 @@ def test_uvg_junk_first_download(tmp_path, monkeypatch, http_server, junk):
 
 
 def test_uvg_later_check(tmp_path, monkeypatch, http_server):
-    from rdflow.sequences import download, extract
+    from rdflow.sources.sequences import download, extract
 
     monkeypatch.chdir(tmp_path)
     served = http_server.root / "Tiny.7z"

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from rdflow import RdflowError
-from rdflow import detection as det
-from rdflow import machine_vision as mv
-from rdflow.config import validate
+from rdflow import detectors as det
+from rdflow.stages import detection as mv
+from rdflow.study import validate
 from test_e2e import planned_jobs, run_snakemake, write_config
 from test_video_workflow import make_raw
 
@@ -50,7 +50,7 @@ def checked(cfg):
 def test_targets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = checked(study(tmp_path))
-    t = mv.machine_vision_targets(cfg)
+    t = mv.targets(cfg)
     assert t[0] == "results/machine_vision.csv"
     assert "results/figures/machine_vision_video_synth_map.png" in t
     assert "results/figures/machine_vision_video_synth_proxy.pdf" in t
@@ -68,7 +68,7 @@ def test_targets(tmp_path, monkeypatch):
     assert mv.units(cfg) == [("video", "synth"), ("image", "d")]
     assert mv.evaluation_paths(cfg)[-1] == "results/detection/image/d/jpeg/q80_eval.json"
     cfg["detection"]["enabled"] = False
-    assert mv.machine_vision_targets(cfg) == []
+    assert mv.targets(cfg) == []
 
 
 def test_defaults_and_options(tmp_path, monkeypatch):
@@ -77,7 +77,7 @@ def test_defaults_and_options(tmp_path, monkeypatch):
     o = mv.detector_options(cfg)
     assert o == {"backend": "hog", "imgsz": 640, "max_det": 300, "classes": None, "win_stride": 4}
     # the default image size follows the sequence: its longer side, multiple of 32, at most 640
-    from rdflow.sequences import probe_sequence
+    from rdflow.sources.sequences import probe_sequence
 
     seq = probe_sequence(cfg, "synth")
     want = min(640, -(-max(seq.width, seq.height) // 32) * 32)
@@ -118,10 +118,10 @@ def test_missing_weights_offline_says_where_and_what_url(tmp_path, monkeypatch):
     # online: the download rule fetches it, from a mirror when given
     cfg = checked(study(tmp_path, {"backend": "yolo", "offline": False, "base_url": "http://m/"}))
     assert mv.weights_path(cfg).as_posix() == "resources/weights/yolov8n.pt"
-    assert mv.yolo_asset_url("yolov8n.pt", "http://m/") == "http://m/yolov8n.pt"
-    assert mv.download_targets(cfg) == ["resources/weights/yolov8n.pt"]
+    assert det.yolo_asset_url("yolov8n.pt", "http://m/") == "http://m/yolov8n.pt"
+    assert mv.downloads(cfg) == ["resources/weights/yolov8n.pt"]
     cfg["detection"]["offline"] = True
-    assert mv.download_targets(cfg) == []
+    assert mv.downloads(cfg) == []
 
 
 @pytest.mark.parametrize("kind", ["empty", "garbage", "truncated"])
@@ -177,8 +177,8 @@ print("\\n".join(msgs))
 
 def test_bad_backend_thresholds_and_nothing_to_detect(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(RdflowError, match=r"detection.backend: 'ssd' is not one of \['yolo', "
-                                          r"'hog', 'fastestdet'\]"):
+    with pytest.raises(RdflowError, match=r"detection.backend: unknown backend 'ssd'; known: "
+                                          r"fastestdet, hog, yolo"):
         checked(study(tmp_path, {"backend": "ssd"}))
     with pytest.raises(RdflowError, match="detection.backend: unknown backend 'ssd'; known: "
                                           "fastestdet, hog, yolo"):
@@ -198,14 +198,14 @@ def test_bad_backend_thresholds_and_nothing_to_detect(tmp_path, monkeypatch):
 def test_fastestdet_is_checked_at_start_and_runs_through_the_job_glue(tmp_path, monkeypatch):
     import cv2
 
-    from rdflow import fastestdet as fd
+    from rdflow.detectors import fastestdet as fd
 
     monkeypatch.chdir(tmp_path)
     cfg = checked(study(tmp_path, {"backend": "fastestdet"}))
     o = mv.detector_options(cfg, "video", "synth")
     assert o == {"backend": "fastestdet", "max_det": 300, "classes": None,
                  "weights": str(fd.default_weights())}  # no imgsz: the input is fixed
-    assert mv.weights_path(cfg) == fd.default_weights() and mv.download_targets(cfg) == []
+    assert mv.weights_path(cfg) == fd.default_weights() and mv.downloads(cfg) == []
     assert mv.resolve_device("cuda", "fastestdet") == "cpu"
     assert mv.class_names_at_parse_time(cfg)[2] == "car"
     d = mv.build_detector(cfg)
@@ -302,7 +302,7 @@ def test_evaluate_job_against_pseudo_ground_truth_and_labels(tmp_path, monkeypat
     # decoded: frame 0 keeps the first person only, frame 1 unchanged
     decoded = {"0": _dets([[5, 5, 20, 40]], [1.1]), "1": _dets([[6, 5, 21, 40]], [0.9])}
     rows = _write_unit(tmp_path, decoded)
-    out = mv.evaluate_job(cfg, source="video", name="synth", codec="jpeg", quality=30,
+    out = mv.evaluate(cfg, source="video", name="synth", codec="jpeg", quality=30,
                           original=str(tmp_path / "orig.json"), decoded=str(tmp_path / "dec.json"),
                           rate_rows=rows, out=str(tmp_path / "eval.json"))
     assert json.loads((tmp_path / "eval.json").read_text()) == out
@@ -334,18 +334,18 @@ def test_evaluate_job_refuses_mixed_settings_and_resized_labels(tmp_path, monkey
     kw = dict(source="video", name="synth", codec="jpeg", quality=30,
               original=str(tmp_path / "orig.json"), decoded=str(tmp_path / "dec.json"),
               rate_rows=rows, out=str(tmp_path / "eval.json"))
-    out = mv.evaluate_job(cfg, **kw)
+    out = mv.evaluate(cfg, **kw)
     assert out[1]["gt"] == "labels" and out[1]["n_gt"] == 1 and out[1]["map50"] == 1.0
     # the label file changed after the start: sizes checked again in the job
     _coco_json(coco, {"0": (128, 96), "1": (128, 96)})
     with pytest.raises(RdflowError, match="detection.labels.synth: .*labelled at 128x96 but the "
                                           "frame 0 is 64x48"):
-        mv.evaluate_job(cfg, **kw)
+        mv.evaluate(cfg, **kw)
     # decoded detections made with other settings than the original ones
     other = det.build("hog", conf=0.5).load()
     det.write_detections(tmp_path / "dec.json", decoded, other)
     with pytest.raises(RdflowError, match="other detector settings"):
-        mv.evaluate_job(cfg, **kw)
+        mv.evaluate(cfg, **kw)
     assert json.loads((tmp_path / "eval.json").read_text()) == out  # failed jobs wrote nothing
 
 
@@ -368,14 +368,14 @@ def test_table_and_figures(tmp_path):
                                 "map50_95": 0.1, "detections_per_frame": 1.0,
                                 "uncompressed_map50": 0.4, "backend": "hog", "conf": 0.0}]))
     paths.append(str(img))
-    df = mv.write_table(paths, tmp_path / "mv.csv")
+    df = mv.table(paths, tmp_path / "mv.csv")
     back = pd.read_csv(tmp_path / "mv.csv")
     assert len(back) == 9 and list(back.columns[:8]) == ["source", "sequence", "dataset", "codec",
                                                          "quality", "gt", "bpp", "map50"]
     assert list(back.source) == ["image"] + ["video"] * 8  # sorted, images first
     assert len(df) == 9
     outs = {k: [tmp_path / f"{k}.png", tmp_path / f"{k}.pdf"] for k in ("map", "proxy")}
-    mv.plot_unit(tmp_path / "mv.csv", "video", "s", outs["map"], outs["proxy"])
+    mv.figures(tmp_path / "mv.csv", "video", "s", outs["map"], outs["proxy"])
     for p in outs["map"] + outs["proxy"]:
         assert p.stat().st_size > 5000
     side = json.loads((tmp_path / "map.json").read_text())
@@ -395,7 +395,7 @@ def test_table_and_figures(tmp_path):
         w, h = im.size
     assert h > 0.9 * w * (2 * 3.9) / (2 * 5.2)
     with pytest.raises(RdflowError, match="no rows for video other"):
-        mv.plot_unit(tmp_path / "mv.csv", "video", "other", outs["map"], outs["proxy"])
+        mv.figures(tmp_path / "mv.csv", "video", "other", outs["map"], outs["proxy"])
 
 
 # ---- detection worker processes ---------------------------------------------------------------
@@ -404,10 +404,10 @@ def test_table_and_figures(tmp_path):
 def test_detect_runs_in_a_reused_worker_and_survives_its_death(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = checked(study(tmp_path, {"imgsz": 256}))
-    mv._close_workers()
+    mv.POOL.close()
     r = mv.detect(cfg, source="video", name="synth", out=str(tmp_path / "o.json"))
-    assert r["frames"] == 3 and len(mv._IDLE) == 1
-    pid = mv._IDLE[0].proc.pid
+    assert r["frames"] == 3 and len(mv.POOL._idle) == 1
+    pid = mv.POOL._idle[0].proc.pid
     assert pid != os.getpid()
     found = det.read_detections(tmp_path / "o.json")
     assert sorted(found) == ["0", "1", "2"] and (found["0"].width, found["0"].height) == (64, 48)
@@ -415,31 +415,32 @@ def test_detect_runs_in_a_reused_worker_and_survives_its_death(tmp_path, monkeyp
     same = mv.detect(cfg, source="video", name="synth", out=str(tmp_path / "p.json"), isolate=False)
     assert same["frames"] == 3
     r2 = mv.detect(cfg, source="video", name="synth", out=str(tmp_path / "q.json"))
-    assert mv._IDLE[0].proc.pid == pid and r2["load_s"] < r["load_s"]
+    assert mv.POOL._idle[0].proc.pid == pid and r2["load_s"] < r["load_s"]
     assert json.loads((tmp_path / "q.json").read_text()) == json.loads((tmp_path / "o.json").read_text())
     # a user error in the worker is a user error here, and the worker stays
     with pytest.raises(RdflowError, match=r"decoded frame results/video/synth/jpeg/q30/0.png is "
                                           "missing"):
         mv.detect(cfg, source="video", name="synth", codec="jpeg", quality=30,
                   out=str(tmp_path / "d.json"))
-    assert mv._IDLE[0].proc.pid == pid and not (tmp_path / "d.json").exists()
+    assert mv.POOL._idle[0].proc.pid == pid and not (tmp_path / "d.json").exists()
     # a worker that died fails the job that meets it; the next job starts a fresh one
     os.kill(pid, 9)
-    mv._IDLE[0].proc.wait()
-    with pytest.raises(RdflowError, match=r"detection worker process died \(killed by signal 9\)"):
+    mv.POOL._idle[0].proc.wait()
+    with pytest.raises(RdflowError, match=r"detection worker process was killed by SIGKILL "
+                                          r".*while detecting on video synth"):
         mv.detect(cfg, source="video", name="synth", out=str(tmp_path / "e.json"))
-    assert not mv._IDLE
+    assert not mv.POOL._idle
     mv.detect(cfg, source="video", name="synth", out=str(tmp_path / "e.json"))
-    assert mv._IDLE[0].proc.pid != pid
-    mv._close_workers()
-    assert not mv._IDLE
+    assert mv.POOL._idle[0].proc.pid != pid
+    mv.POOL.close()
+    assert not mv.POOL._idle
 
 
 def test_yolo_stays_out_of_the_calling_process(tmp_path):
     """The workflow's detection jobs run in the Snakemake process: ultralytics (and torch) must
     only ever be imported by the worker."""
     made = subprocess.run(
-        [PY, "-c", "import sys; from rdflow.machine_vision import random_yolo_weights as r; "
+        [PY, "-c", "import sys; from rdflow.detectors import random_yolo_weights as r; "
                    "r(sys.argv[1], config_dir=sys.argv[2])",
          str(tmp_path / "resources/weights/yolov8n.pt"), str(tmp_path / "ucfg")],
         capture_output=True, text=True, timeout=300)
@@ -451,7 +452,7 @@ sys.path.insert(0, {os.path.dirname(__file__)!r})
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
 from test_machine_vision import study, checked
 import pathlib
-from rdflow import machine_vision as mv
+from rdflow.stages import detection as mv
 cfg = checked(study(pathlib.Path({str(tmp_path)!r}), {{"backend": "yolo", "imgsz": 64, "max_det": 5}}))
 a = mv.detect(cfg, source="video", name="synth", out="a.json", threads=1)
 b = mv.detect(cfg, source="video", name="synth", out="b.json", threads=1)
@@ -543,8 +544,9 @@ def test_hog_study_on_a_shared_clip_and_coco8_with_labels(shared, tmp_path):
     write_config(work, cfg)
     plan = planned_jobs(work)
     assert plan["detect_original"] == 2 and plan["detect_decoded"] == plan["evaluate_detection"] == 6
-    # the decoded frames are temp(): detecting on them again codes them again
-    assert plan["compress_frame"] == 3 * 5 and plan["compress_image"] == 3 * 4
+    # the decoded frames are temp(): detecting on them again codes them again (one batch job
+    # per codec point: the 5 frames, the 4 images)
+    assert plan["compress_frame"] == 3 and plan["compress_image"] == 3
 
 
 @pytest_e2e
@@ -568,7 +570,7 @@ def test_yolo_plumbing_with_a_random_model(tmp_path, http_server):
     # online, a bare name is fetched by `snakemake download` (from a mirror here)
     served = http_server.root / "yolov8n.pt"
     made = subprocess.run(
-        [PY, "-c", "import sys; from rdflow.machine_vision import random_yolo_weights as r; "
+        [PY, "-c", "import sys; from rdflow.detectors import random_yolo_weights as r; "
                    f"r(sys.argv[1], config_dir=sys.argv[2])", str(served), str(tmp_path / "ucfg")],
         capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr[-3000:]

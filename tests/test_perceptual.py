@@ -1,4 +1,4 @@
-"""rdflow.perceptual: the VMAF stage (jobs, targets, scoring, tables, correlation, figures),
+"""rdflow.stages.vmaf: the VMAF stage (jobs, targets, scoring, tables, correlation, figures),
 cross-checked against direct ffmpeg libvmaf / psnr runs, and end to end through snakemake."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from rdflow import RdflowError, perceptual
-from rdflow.coding import write_png
-from rdflow.vmaf import find_ffmpeg_with_libvmaf
-from rdflow.yuv import rgb_to_yuv420, yuv420_to_rgb
+from rdflow import RdflowError
+from rdflow.io import write_png
+from rdflow.metrics.vmaf import find_ffmpeg_with_libvmaf
+from rdflow.stages import vmaf as stage
+from rdflow.metrics.yuv import rgb_to_yuv420, yuv420_to_rgb
 
 W, H = 96, 64
 
@@ -91,24 +92,24 @@ def test_targets_and_jobs(tmp_path):
     cfg["codecs"]["hp"] = {"kind": "learned", "architecture": "bmshj2018-hyperprior",
                            "weights": "random", "qualities": [2], "datasets": ["k"]}
     cfg["datasets"] = {"k": {"kind": "kodak"}, "m": {"kind": "local", "path": "x"}}
-    assert perceptual.video_jobs(cfg) == [("synth", "hp", 2), ("synth", "jpeg", 30),
+    assert stage.video_jobs(cfg) == [("synth", "hp", 2), ("synth", "jpeg", 30),
                                           ("synth", "jpeg", 80)]
     # hp is restricted to dataset k
-    assert perceptual.image_jobs(cfg) == [("k", "hp", 2), ("k", "jpeg", 30), ("k", "jpeg", 80),
+    assert stage.image_jobs(cfg) == [("k", "hp", 2), ("k", "jpeg", 30), ("k", "jpeg", 80),
                                           ("m", "jpeg", 30), ("m", "jpeg", 80)]
-    assert perceptual.video_recons(cfg, "synth", "jpeg", 30) == [
+    assert stage.video_recons(cfg, "synth", "jpeg", 30) == [
         f"results/video/synth/jpeg/q30/{f}.png" for f in (1, 3, 5)]
-    t = perceptual.vmaf_targets(cfg)
+    t = stage.targets(cfg)
     assert {"results/vmaf.csv", "results/vmaf_correlation.csv",
             "results/figures/vmaf_bpp_video_synth.png", "results/figures/vmaf_vs_psnr_video.pdf",
             "results/figures/vmaf_bpp_image_k.pdf", "results/figures/vmaf_vs_psnr_image_m.png",
             "results/vmaf/video/synth/jpeg/q80.csv", "results/vmaf/image/k/hp/q2.csv"} <= set(t)
-    ins = perceptual.table_inputs(cfg)
+    ins = stage.table_inputs(cfg)
     assert ins["video_rd"] == ["results/video_rd_synth.csv"]
     assert ins["image_rd"] == ["results/image_rd_k.csv", "results/image_rd_m.csv"]
     cfg["vmaf"] = {"enabled": False}
-    assert perceptual.vmaf_targets(cfg) == [] and perceptual.table_inputs(cfg)["video"] == []
-    assert perceptual.vmaf_targets({"codecs": {}, "vmaf": {}}) == []
+    assert stage.targets(cfg) == [] and stage.table_inputs(cfg)["video"] == []
+    assert stage.targets({"codecs": {}, "vmaf": {}}) == []
 
 
 def test_unknown_model_is_a_config_error(tmp_path):
@@ -121,7 +122,7 @@ def test_unknown_model_is_a_config_error(tmp_path):
     assert "vmaf_v9" in str(e.value)
     with pytest.raises(RdflowError, match=r"vmaf\.model: unknown VMAF model 'vmaf_4k'; known "
                                           r"models: vmaf_v0\.6\.1neg, vmaf_v0\.6\.1"):
-        perceptual.check(video_config(raw, model="vmaf_4k"))
+        stage.check(video_config(raw, model="vmaf_4k"))
     cfg = rdflow.config.validate(video_config(raw))  # defaults filled by the schema
     # the documented defaults, written out here
     assert cfg["vmaf"] == {"enabled": True, "model": "vmaf_v0.6.1neg", "keep_logs": True,
@@ -139,11 +140,11 @@ def test_no_ffmpeg_with_libvmaf_fails_at_config_check(tmp_path, monkeypatch, kin
     raw = tmp_path / "s.yuv"
     make_raw(raw)
     with pytest.raises(RdflowError) as e:
-        perceptual.check(video_config(raw))
+        stage.check(video_config(raw))
     msg = str(e.value)
     assert "no ffmpeg with libvmaf" in msg and "pip install imageio-ffmpeg==0.8.1" in msg
     assert exe in msg and "vmaf: {enabled: false}" in msg
-    perceptual.check(video_config(raw, enabled=False))  # off: no ffmpeg needed
+    stage.check(video_config(raw, enabled=False))  # off: no ffmpeg needed
 
 
 # ----------------------------------------------------------------------------- video scoring
@@ -168,7 +169,7 @@ def test_video_vmaf_equals_direct_ffmpeg(tmp_path, model):
     cfg, raw, idx, recons, dist = _video_job(tmp_path, model=model)
     out = tmp_path / "out" / "q30.csv"
     logj = tmp_path / "out" / "q30.vmaf.json"
-    df = perceptual.score_video(config=cfg, sequence="synth", codec="jpeg", quality=30,
+    df = stage.score_video(config=cfg, sequence="synth", codec="jpeg", quality=30,
                                 seq_path=raw, recons=recons, out_csv=out, out_log=logj,
                                 threads=2)
     got = pd.read_csv(out)
@@ -189,11 +190,11 @@ def test_video_frame_count_and_size_mismatch(tmp_path):
     kw = dict(config=cfg, sequence="synth", codec="jpeg", quality=30, seq_path=raw, out_csv=out)
     with pytest.raises(RdflowError, match=r"frame counts differ.*has 3 selected frames.*has 2 "
                                           r"reconstructions"):
-        perceptual.score_video(recons=recons[:2], **kw)
+        stage.score_video(recons=recons[:2], **kw)
     write_png(recons[1], np.zeros((H, W - 2, 3), np.uint8))
     with pytest.raises(RdflowError, match=rf"frame sizes differ: reference .*s\.yuv frame 3 is "
                                           rf"{W}x{H}, distorted .*3\.png is {W - 2}x{H}"):
-        perceptual.score_video(recons=recons, **kw)
+        stage.score_video(recons=recons, **kw)
     assert not out.exists()
 
 
@@ -206,7 +207,7 @@ def test_ffmpeg_failure_goes_to_error_and_log_and_writes_no_row(tmp_path):
     cfg, raw, idx, recons, _ = _video_job(tmp_path)
     out, logj, joblog = tmp_path / "o.csv", tmp_path / "o.vmaf.json", tmp_path / "job.log"
     with pytest.raises(RdflowError) as e, job_log(joblog):
-        perceptual.score_video(config=cfg, sequence="synth", codec="jpeg", quality=30,
+        stage.score_video(config=cfg, sequence="synth", codec="jpeg", quality=30,
                                seq_path=raw, recons=recons, out_csv=out, out_log=logj,
                                ffmpeg=fake)
     assert "exited with status 3" in str(e.value) and "disk on fire" in str(e.value)
@@ -230,7 +231,7 @@ def test_images_odd_small_and_direct(tmp_path, caplog):
     cfg = {"codecs": {}, "vmaf": {"image_matrix": "bt601", "image_range": "full"}}
     out, logj = tmp_path / "o.csv", tmp_path / "o.json"
     with caplog.at_level(logging.WARNING, logger="rdflow"):
-        df = perceptual.score_images(config=cfg, dataset="d", codec="jpeg", quality=30,
+        df = stage.score_images(config=cfg, dataset="d", codec="jpeg", quality=30,
                                      images=["big", "small"], refs=refs, recons=recons,
                                      out_csv=out, out_log=logj, threads=1)
     assert "is odd" in caplog.text and "too small for libvmaf" in caplog.text
@@ -256,7 +257,7 @@ def test_image_size_mismatch(tmp_path):
     write_png(tmp_path / "a.rec.png", img[:, :38])
     with pytest.raises(RdflowError, match=r"image sizes differ: reference .*a\.png is 40x40, "
                                           r"distorted .*a\.rec\.png is 38x40"):
-        perceptual.score_images(config={}, dataset="d", codec="c", quality=1, images=["a"],
+        stage.score_images(config={}, dataset="d", codec="c", quality=1, images=["a"],
                                 refs=[tmp_path / "a.png"], recons=[tmp_path / "a.rec.png"],
                                 out_csv=tmp_path / "o.csv")
     assert not (tmp_path / "o.csv").exists()
@@ -268,7 +269,7 @@ def test_fit_stats():
 
     x = np.array([30, 32, 35, 37, 40, np.inf, np.nan], float)
     y = np.array([60, 71, 75, 86, 90, 99, 50], float)
-    s = perceptual.fit_stats(x, y)
+    s = stage.fit_stats(x, y)
     xf, yf = x[:5], y[:5]
     assert s["n"] == 5 and s["n_dropped"] == 2
     assert s["pearson_r"] == pytest.approx(np.corrcoef(xf, yf)[0, 1], abs=1e-12)
@@ -278,8 +279,8 @@ def test_fit_stats():
     resid = yf - (slope * xf + icpt)
     assert s["r2"] == pytest.approx(1 - resid.var() / yf.var(), abs=1e-12)
     assert s["r2"] == pytest.approx(stats.pearsonr(xf, yf).statistic ** 2, abs=1e-12)
-    assert math.isnan(perceptual.fit_stats([1, 1, 1], [1, 2, 3])["pearson_r"])
-    assert math.isnan(perceptual.fit_stats([1, 2], [1, 2])["r2"])
+    assert math.isnan(stage.fit_stats([1, 1, 1], [1, 2, 3])["pearson_r"])
+    assert math.isnan(stage.fit_stats([1, 2], [1, 2])["r2"])
 
 
 def _tables(tmp_path, psnr_offset=0.0, drop_rd_row=False):
@@ -301,7 +302,7 @@ def _tables(tmp_path, psnr_offset=0.0, drop_rd_row=False):
 def test_table_and_correlation(tmp_path):
     v, r = _tables(tmp_path, psnr_offset=0.004)
     inputs = {"video": v, "video_rd": r}
-    table, corr = perceptual.write_tables(inputs, tmp_path / "vmaf.csv", tmp_path / "corr.csv")
+    table, corr = stage.write_tables(inputs, tmp_path / "vmaf.csv", tmp_path / "corr.csv")
     t = pd.read_csv(tmp_path / "vmaf.csv")
     assert len(t) == 6 and set(t.domain) == {"video"} and (t.bpp == 0.5).all()
     assert np.isinf(t.ms_ssim_db.iloc[-1]) and t.ms_ssim_db.iloc[0] == pytest.approx(10.0)
@@ -313,9 +314,9 @@ def test_table_and_correlation(tmp_path):
         np.corrcoef(t.psnr_y, t.vmaf)[0, 1])
     ms = c[(c.codec == "(pooled)") & (c.x == "ms_ssim_db")].iloc[0]
     assert ms.n == 5 and ms.n_dropped == 1  # MS-SSIM 1 -> inf dB left out
-    perceptual.plot_vmaf_vs_psnr(tmp_path / "vmaf.csv", tmp_path / "corr.csv", "video",
+    stage.plot_vmaf_vs_psnr(tmp_path / "vmaf.csv", tmp_path / "corr.csv", "video",
                                  [tmp_path / "s.png", tmp_path / "s.pdf"])
-    perceptual.plot_vmaf_bpp(tmp_path / "vmaf.csv", "video", "s", [tmp_path / "b.png"])
+    stage.plot_vmaf_bpp(tmp_path / "vmaf.csv", "video", "s", [tmp_path / "b.png"])
     assert (tmp_path / "s.png").stat().st_size > 1000 and (tmp_path / "s.pdf").exists()
     assert (tmp_path / "b.png").stat().st_size > 1000
     import json
@@ -335,12 +336,12 @@ def test_table_refuses_inconsistent_psnr_and_missing_rows(tmp_path):
     v, r = _tables(tmp_path, psnr_offset=0.5)
     with pytest.raises(RdflowError, match=r"psnr_y of ffmpeg's psnr filter .* differs from the "
                                           r"video RD row.s .*\(6 rows differ"):
-        perceptual.write_tables({"video": v, "video_rd": r}, tmp_path / "t.csv",
+        stage.write_tables({"video": v, "video_rd": r}, tmp_path / "t.csv",
                                 tmp_path / "c.csv")
     v, r = _tables(tmp_path, drop_rd_row=True)
     with pytest.raises(RdflowError, match=r"1 VMAF rows have no row in the video RD table, "
                                           r"e\.g\. sequence=s, codec=a, quality=1, frame=0"):
-        perceptual.write_tables({"video": v, "video_rd": r}, tmp_path / "t.csv",
+        stage.write_tables({"video": v, "video_rd": r}, tmp_path / "t.csv",
                                 tmp_path / "c.csv")
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "c.csv").exists()
 
@@ -411,10 +412,11 @@ def test_workflow_vmaf_matches_direct_ffmpeg(tmp_path):
     assert not list((work / "results/image").rglob("*.png"))
     assert planned_jobs(work) == {}
     # one frame's row deleted: that group's VMAF is redone, which needs all its (temporary)
-    # reconstructions again: every frame of that (sequence, codec, quality) is recoded
+    # reconstructions again: every frame of that (sequence, codec, quality) is recoded (its
+    # one batch job)
     (work / "results/video/synth/jpeg/q80/3.json").unlink()
     plan = planned_jobs(work)
-    assert plan["compress_frame"] == 3 and plan["vmaf_video"] == 1 and plan["vmaf_table"] == 1
+    assert plan["compress_frame"] == 1 and plan["vmaf_video"] == 1 and plan["vmaf_table"] == 1
     assert "vmaf_image" not in plan
     run_snakemake(work)
     t2 = pd.read_csv(work / "results/vmaf.csv")

@@ -11,8 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rdflow import aggregate, perceptual, plots, profiling
-from rdflow import machine_vision as mv
+from rdflow import plots
+from rdflow.plots import limits
+from rdflow.stages import aggregate
+from rdflow.stages.complexity import figures as profiling
+from rdflow.stages.detection import plots as mv
+from rdflow.stages import vmaf as perceptual
 
 
 def side(path) -> dict:
@@ -97,7 +101,7 @@ def test_published_curve_in_its_codec_colour_dashed(tmp_path):
                              hp={"kind": "learned", "architecture": "bmshj2018-hyperprior"}))
     s.to_csv(tmp_path / "summary.csv", index=False)
     png = tmp_path / "fig" / "image_rd_kodak_psnr_rgb.png"
-    plots.plot_image_rd(config, "kodak", "psnr_rgb", tmp_path / "summary.csv", [png])
+    aggregate.plot_image_rd(config, "kodak", "psnr_rgb", tmp_path / "summary.csv", [png])
     d = series(side(png))
     assert d["JPEG (published)"]["color"] == d["jpeg"]["color"]
     assert d["bmshj2018-hyperprior (published)"]["color"] == d["hp"]["color"]
@@ -163,7 +167,7 @@ def test_a_curve_that_extends_the_others_is_kept(tmp_path):
 
 
 def test_robust_interval_rule():
-    ri = plots._robust_interval
+    ri = limits._robust_interval
     core = list(np.linspace(25, 45, 20))
     assert ri(core + [99.0]) == (25.0, 45.0)
     assert ri(core + [99.0, 100.0]) == (25.0, 45.0)  # two lossless codecs: both out

@@ -1,4 +1,4 @@
-"""rdflow.profiling: timing, peak memory, MACs, and the complexity study."""
+"""rdflow.measure: timing, peak memory, MACs, and the complexity study."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from rdflow import RdflowError, profiling
+from rdflow import RdflowError
 from rdflow.codecs import CODECS, CodecSpec
 from rdflow.codecs.pillow import Jpeg
+from rdflow.measure import images, macs, meters, run, timing
+from rdflow.stages.complexity import plot_complexity, write_complexity_csv
 
 JPEG = CodecSpec("jpeg", "jpeg", 75)
 FACTORIZED = CodecSpec("bmshj-f", "learned", 1,
@@ -22,7 +24,9 @@ FACTORIZED = CodecSpec("bmshj-f", "learned", 1,
 
 
 def test_import_is_cheap():
-    code = "import sys, rdflow.profiling; assert 'torch' not in sys.modules, 'torch imported'"
+    code = ("import sys, rdflow.measure.meters, rdflow.measure.timing, rdflow.measure.macs, "
+            "rdflow.measure.images, rdflow.measure.points, rdflow.measure.run; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -36,7 +40,7 @@ def test_time_calls_excludes_warmup():
         return len(calls)
 
     syncs = []
-    t = profiling.time_calls(fn, warmup=1, repeats=5, sync=lambda: syncs.append(1))
+    t = timing.time_calls(fn, warmup=1, repeats=5, sync=lambda: syncs.append(1))
     assert len(calls) == 6 and len(t.samples) == 5 and len(t.cpu_samples) == 5
     assert t.value == 6  # the last call's value
     assert 0.009 <= t.median < 0.05, t.samples
@@ -53,14 +57,14 @@ def test_time_calls_cpu_time_counts_work():
         while time.process_time() - t0 < 0.02:
             pass
 
-    t = profiling.time_calls(spin, warmup=0, repeats=3)
+    t = timing.time_calls(spin, warmup=0, repeats=3)
     assert t.cpu_time >= 0.019
 
 
 @pytest.mark.parametrize("kw", [{"repeats": 0}, {"warmup": -1}])
 def test_time_calls_rejects_bad_counts(kw):
     with pytest.raises(ValueError):
-        profiling.time_calls(lambda: None, **kw)
+        timing.time_calls(lambda: None, **kw)
 
 
 # -- memory -----------------------------------------------------------------------------------
@@ -72,30 +76,30 @@ def _allocate_200mib(hold: float = 0.0):
 
 
 def test_peak_rss_sees_known_allocation():
-    value, m = profiling.peak_rss_mb(_allocate_200mib)
+    value, m = meters.peak_rss_mb(_allocate_200mib)
     assert value == 1
     if m.method != "hwm":
         pytest.skip("/proc/self/clear_refs is not writable here; the sampling test covers the fallback")
     # 200 MiB = 209.7 MB; the kernel's RSS counters are batched per CPU (a few hundred KiB
     # stale at most), so the delta is 200 MiB give or take that slack, and well above 200 MB.
-    assert m.delta_mb * profiling.MIB >= 200e6 and m.delta_mb >= 199, (m.base_mb, m.peak_mb)
+    assert m.delta_mb * meters.MIB >= 200e6 and m.delta_mb >= 199, (m.base_mb, m.peak_mb)
     assert m.delta_mb < 260
     # per measurement: a second, empty measurement does not see the first one's peak
-    _, m2 = profiling.peak_rss_mb(lambda: None)
+    _, m2 = meters.peak_rss_mb(lambda: None)
     assert m2.delta_mb < 20, (m2.base_mb, m2.peak_mb)
 
 
 def test_peak_rss_sampling_fallback(monkeypatch):
-    monkeypatch.setattr(profiling, "_reset_hwm", lambda: False)
-    _, m = profiling.peak_rss_mb(_allocate_200mib, 0.15)
+    monkeypatch.setattr(meters, "_reset_hwm", lambda: False)
+    _, m = meters.peak_rss_mb(_allocate_200mib, 0.15)
     assert m.method == "sampling"
     assert m.delta_mb >= 199, (m.base_mb, m.peak_mb)
     with pytest.raises(RdflowError, match="clear_refs"):
-        profiling.peak_rss_mb(lambda: None, method="hwm")
+        meters.peak_rss_mb(lambda: None, method="hwm")
 
 
 def test_gpu_peak_is_none_on_cpu():
-    assert profiling.gpu_peak(lambda: 7, device="cpu") == (7, None)
+    assert meters.gpu_peak(lambda: 7, device="cpu") == (7, None)
 
 
 def test_gpu_peak_on_a_real_gpu_sees_a_known_allocation():
@@ -113,13 +117,13 @@ def test_gpu_peak_on_a_real_gpu_sees_a_known_allocation():
         t.fill_(1)
         return int(t[-1].item())
 
-    value, peak = profiling.gpu_peak(allocate, device="cuda")
+    value, peak = meters.gpu_peak(allocate, device="cuda")
     assert value == 1
     extra = peak.alloc_mb * 2**20 - base
     assert n <= extra < n + 2**20, (peak, base)  # the tensor, nothing else of note
     assert peak.reserved_mb >= peak.alloc_mb, peak
     # per measurement: the next, empty measurement does not see that peak
-    _, empty = profiling.gpu_peak(lambda: None, device="cuda")
+    _, empty = meters.gpu_peak(lambda: None, device="cuda")
     assert empty.alloc_mb * 2**20 - base < 2**20, (empty, base)
 
 
@@ -134,7 +138,7 @@ def test_gpu_peak_mocked_converts_bytes_to_mib_around_the_call(monkeypatch):
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d=None: events.append(("reset", d)))
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d=None: 300 * 2**20 + 2**19)
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda d=None: 3 * 2**30)
-    value, peak = profiling.gpu_peak(lambda: events.append(("run", None)) or 3, device="cuda:0")
+    value, peak = meters.gpu_peak(lambda: events.append(("run", None)) or 3, device="cuda:0")
     assert value == 3
     assert events == [("sync", "cuda:0"), ("reset", "cuda:0"), ("run", None), ("sync", "cuda:0")]
     assert (peak.alloc_mb, peak.reserved_mb) == (300.5, 3072.0)
@@ -147,19 +151,19 @@ def test_count_macs_conv_closed_form():
     conv = torch.nn.Conv2d(3, 16, 5, stride=2, padding=2)
     x = torch.randn(1, 3, 40, 30)
     h_out, w_out = 20, 15
-    assert profiling.count_macs(conv, x) == 16 * 3 * 5 * 5 * h_out * w_out
+    assert macs.count_macs(conv, x) == 16 * 3 * 5 * 5 * h_out * w_out
     deconv = torch.nn.ConvTranspose2d(16, 3, 5, stride=2, padding=2, output_padding=1)
     y = torch.randn(1, 16, 8, 8)  # transposed: every input position meets Cout*k*k weights
-    assert profiling.count_macs(deconv, y) == 16 * 3 * 5 * 5 * 8 * 8
+    assert macs.count_macs(deconv, y) == 16 * 3 * 5 * 5 * 8 * 8
     a, b = torch.randn(4, 5), torch.randn(5, 6)
-    assert profiling.count_macs(torch.matmul, (a, b)) == 4 * 5 * 6
+    assert macs.count_macs(torch.matmul, (a, b)) == 4 * 5 * 6
 
 
 def test_model_size():
     import torch
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(2, 2))
-    params, nbytes = profiling.model_size(net)
+    params, nbytes = macs.model_size(net)
     assert params == 4 * 3 * 9 + 4 + 2 * 2 + 2
     assert nbytes > params * 4  # float32 weights plus pickle framing
 
@@ -168,30 +172,30 @@ def test_model_size():
 @pytest.mark.parametrize("value,expected", [("1920x1080", (1920, 1080)), ("768 X 512", (768, 512)),
                                             ([640, 360], (640, 360)), (256, (256, 256))])
 def test_parse_resolution(value, expected):
-    assert profiling.parse_resolution(value) == expected
+    assert images.parse_resolution(value) == expected
 
 
 @pytest.mark.parametrize("value", ["abc", "0x10", "-5x5", "12x", "1.5x2", [1], [0, 4], True, 0, None])
 def test_parse_resolution_rejects(value):
     with pytest.raises(RdflowError, match="complexity.resolutions"):
-        profiling.parse_resolution(value)
+        images.parse_resolution(value)
 
 
 def test_fit_image_crops_and_pads():
     img = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
-    assert np.array_equal(profiling.fit_image(img, 4, 2), img[2:4, 2:6])
-    big = profiling.fit_image(img, 20, 9)
+    assert np.array_equal(images.fit_image(img, 4, 2), img[2:4, 2:6])
+    big = images.fit_image(img, 20, 9)
     assert big.shape == (9, 20, 3)
     assert np.array_equal(big[1:7, 6:14], img)  # centred, mirrored around
     with pytest.raises(RdflowError, match="HxWx3 uint8"):
-        profiling.fit_image(img.astype(np.float32), 4, 4)
+        images.fit_image(img.astype(np.float32), 4, 4)
     with pytest.raises(RdflowError, match="does not exist"):
-        profiling.load_image("/nonexistent/kodim99.png")
+        images.load_image("/nonexistent/kodim99.png")
 
 
 # -- the study --------------------------------------------------------------------------------
 #: the columns of results/complexity.csv, in order (written out here, not read from
-#: rdflow.profiling: a renamed, dropped or moved column fails the tests)
+#: rdflow.measure: a renamed, dropped or moved column fails the tests)
 COMPLEXITY_COLUMNS = [
     "codec", "kind", "quality", "width", "height", "device", "threads", "repeats",
     "enc_s_median", "enc_s_p25", "enc_s_p75", "enc_s_min", "enc_s_max", "enc_s_std",
@@ -205,7 +209,7 @@ COMPLEXITY_COLUMNS = [
 
 
 def test_study_classical_rows_and_csv(tmp_path):
-    rows = profiling.complexity_study([JPEG], ["64x48", 32], device=None, repeats=2)
+    rows = run.complexity_study([JPEG], ["64x48", 32], device=None, repeats=2)
     assert [(r["width"], r["height"]) for r in rows] == [(64, 48), (32, 32)]
     for r in rows:
         assert list(r) == COMPLEXITY_COLUMNS
@@ -218,12 +222,12 @@ def test_study_classical_rows_and_csv(tmp_path):
                   "max_vram_alloc_mb"):
             assert math.isnan(r[k]), k  # classical codecs have no torch model; no GPU here
     out = tmp_path / "results" / "complexity.csv"
-    profiling.write_complexity_csv(rows, out)
+    write_complexity_csv(rows, out)
     import pandas as pd
 
     df = pd.read_csv(out)
     assert list(df.columns) == COMPLEXITY_COLUMNS and len(df) == 2
-    paths = profiling.plot_complexity(df, tmp_path / "fig")
+    paths = plot_complexity(df, tmp_path / "fig")
     assert [p.name for p in paths] == ["complexity_bpp_time.png", "complexity_resolution.png"]
     import json
 
@@ -246,29 +250,29 @@ def test_study_failed_resolution_goes_on(monkeypatch, exc, tmp_path):
         return orig(self, rgb)
 
     monkeypatch.setattr(Jpeg, "encode", encode)
-    rows = profiling.complexity_study([JPEG], [64, 128, "96x64"], device=None, repeats=1)
+    rows = run.complexity_study([JPEG], [64, 128, "96x64"], device=None, repeats=1)
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
     bad = rows[1]
     assert bad["width"] == 128 and type(exc).__name__ in bad["error"] and str(exc) in bad["error"]
     assert math.isnan(bad["enc_s_median"]) and math.isnan(bad["bpp"])
     assert rows[2]["bpp"] > 0
     # the figures leave the failed row out
-    assert len(profiling.plot_complexity(rows, tmp_path)) == 2
+    assert len(plot_complexity(rows, tmp_path)) == 2
 
 
 def test_study_rejects_bad_inputs(monkeypatch):
     with pytest.raises(RdflowError, match="complexity.repeats"):
-        profiling.complexity_study([JPEG], [64], repeats=0)
+        run.complexity_study([JPEG], [64], repeats=0)
     with pytest.raises(RdflowError, match="complexity.resolutions is empty"):
-        profiling.complexity_study([JPEG], [])
+        run.complexity_study([JPEG], [])
     with pytest.raises(RdflowError, match="complexity.threads"):
-        profiling.complexity_study([JPEG], [64], threads=0)
+        run.complexity_study([JPEG], [64], threads=0)
     with pytest.raises(RdflowError, match="HxWx3 uint8"):
-        profiling.complexity_study([JPEG], [64], image=np.zeros((8, 8), np.uint8))
+        run.complexity_study([JPEG], [64], image=np.zeros((8, 8), np.uint8))
     with pytest.raises(RdflowError, match="complexity.image"):
-        profiling.complexity_study([JPEG], [64], image="/nonexistent/kodim99.png")
+        run.complexity_study([JPEG], [64], image="/nonexistent/kodim99.png")
     with pytest.raises(RdflowError, match="unknown codec kind"):
-        profiling.complexity_study([CodecSpec("x", "no-such-kind", 1)], [64])
+        run.complexity_study([CodecSpec("x", "no-such-kind", 1)], [64])
 
 
 def test_study_cuda_absent(monkeypatch):
@@ -277,8 +281,8 @@ def test_study_cuda_absent(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     spec = CodecSpec("f", "learned", 1, FACTORIZED.options)
     with pytest.raises(RdflowError, match="no CUDA device"):
-        profiling.complexity_study([spec], [64], device="cuda", repeats=1)
-    (row,) = profiling.complexity_study([spec], [64], device="auto", repeats=1, split_repeats=0,
+        run.complexity_study([spec], [64], device="cuda", repeats=1)
+    (row,) = run.complexity_study([spec], [64], device="auto", repeats=1, split_repeats=0,
                                         macs=False)
     assert row["status"] == "ok" and row["device"] == "cpu"
     assert math.isnan(row["enc_network_s"]) and math.isnan(row["enc_kmac_per_px"])  # skipped
@@ -303,7 +307,7 @@ def _register_killed():
 def test_study_isolated_survives_killed_worker(monkeypatch):
     monkeypatch.setitem(CODECS, _Killed.kind, _Killed)
     spec = CodecSpec("killed", _Killed.kind, 50)
-    rows = profiling.complexity_study([spec, JPEG], [64, 128, 32], device=None, repeats=1,
+    rows = run.complexity_study([spec, JPEG], [64, 128, 32], device=None, repeats=1,
                                       isolate=True, worker_init=_register_killed, macs=False)
     assert [(r["codec"], r["width"], r["status"]) for r in rows] == [
         ("killed", 64, "ok"), ("killed", 128, "failed"), ("killed", 32, "ok"),
@@ -316,9 +320,9 @@ def test_study_isolated_from_unguarded_script(tmp_path):
     # the worker must not re-import it (multiprocessing spawn would).
     script = tmp_path / "study.py"
     script.write_text(
-        "from rdflow import profiling\n"
+        "from rdflow.measure import run\n"
         "from rdflow.codecs import CodecSpec\n"
-        "rows = profiling.complexity_study([CodecSpec('jpeg', 'jpeg', 75)], [32], device=None,\n"
+        "rows = run.complexity_study([CodecSpec('jpeg', 'jpeg', 75)], [32], device=None,\n"
         "                                  repeats=1, isolate=True)\n"
         "print('STATUS', rows[0]['status'], rows[0]['bpp'] > 0)\n")
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
@@ -328,7 +332,7 @@ def test_study_isolated_from_unguarded_script(tmp_path):
 
 def test_study_isolated_worker_init_error_is_raised():
     with pytest.raises(ZeroDivisionError):
-        profiling.complexity_study([JPEG], [32], device=None, repeats=1, isolate=True,
+        run.complexity_study([JPEG], [32], device=None, repeats=1, isolate=True,
                                    worker_init=_divide_by_zero)
 
 
@@ -350,7 +354,7 @@ def test_learned_codec_complexity_factorized_64():
     from compressai.zoo.image import cfgs
 
     n, m = cfgs["bmshj2018-factorized"][1]
-    c = profiling.learned_codec_complexity("bmshj2018-factorized", 1, 64, 64, "cpu", weights="random")
+    c = macs.learned_codec_complexity("bmshj2018-factorized", 1, 64, 64, "cpu", weights="random")
     closed = _factorized_macs(n, m, 64, 64) / (64 * 64) / 1e3
     assert c["enc_kmac_per_px"] == pytest.approx(closed, rel=1e-12)
     assert c["dec_kmac_per_px"] == pytest.approx(closed, rel=1e-12)  # g_s mirrors g_a
@@ -362,7 +366,7 @@ def test_learned_codec_complexity_factorized_64():
 
 
 def test_study_learned_factorized_64():
-    rows = profiling.complexity_study([FACTORIZED], [64], device="auto", repeats=2, threads=1)
+    rows = run.complexity_study([FACTORIZED], [64], device="auto", repeats=2, threads=1)
     (r,) = rows
     assert r["status"] == "ok", r["error"]
     import torch
@@ -380,7 +384,7 @@ def test_plot_complexity_every_row_failed(tmp_path):
     import json
 
     rows = [{"status": "failed", "width": 1, "height": 1, "error": "MemoryError: 9 GiB"}]
-    paths = profiling.plot_complexity(rows, tmp_path)
+    paths = plot_complexity(rows, tmp_path)
     assert [p.name for p in paths] == ["complexity_bpp_time.png", "complexity_resolution.png"]
     for p in paths:
         side = json.loads(p.with_suffix(".json").read_text())

@@ -72,7 +72,7 @@ def test_curve_deviation_helper():
 
 @pytest.fixture(scope="module")
 def kodak_images():
-    from rdflow.datasets import KODAK_SHA256, read_image
+    from rdflow.sources.datasets import KODAK_SHA256, read_image
     from rdflow.download import verify
 
     folder = shared_path("data", "kodak")
@@ -87,17 +87,20 @@ def kodak_images():
 
 def _our_curve(codec_name: str, images) -> tuple[list[float], list[float]]:
     """Mean bpp and mean PSNR-RGB over the images at each quality, through rdflow's config
-    -> CodecSpec -> codec -> rdflow.coding.code -> row path (in-process, no snakemake)."""
+    -> CodecSpec -> codec -> rdflow.stages.compress.code -> rdflow.rows path (in-process, no snakemake)."""
     from rdflow.codecs import build
-    from rdflow.coding import code, codec_spec, row_for
-    from rdflow.config import check
+    from rdflow import rows as R
+    from rdflow.stages.compress import code, codec_spec
+    from rdflow.stages.compress import check
 
     config = {**CONFIG, "datasets": {}, "device": "cpu"}
     check(config)
     bpp, psnr = [], []
     for q in config["codecs"][codec_name]["qualities"]:
         codec = build(codec_spec(config, codec_name, q))
-        rows = [row_for(codec, code(codec, rgb), rgb, ["psnr_rgb"]) for rgb in images]
+        coded = [(code(codec, rgb), rgb) for rgb in images]
+        rows = [R.build({}, R.rate(len(c.data), rgb.shape[1], rgb.shape[0]),
+                        R.distortion({"metrics": ["psnr_rgb"]}, rgb, c.recon)) for c, rgb in coded]
         bpp.append(float(np.mean([r["bpp"] for r in rows])))
         psnr.append(float(np.mean([r["psnr_rgb"] for r in rows])))
     return bpp, psnr

@@ -10,7 +10,8 @@ installed.
 The cluster tests share one cluster and one first run of tests/slurm/tiny.smk through the
 profile (module fixtures), then the last test reruns it: keep them in this order.
 Timing on a 2-core VM: cluster up ~1 s, first run ~2 min (the time-limit kill alone needs
-60-90 s: SLURM time limits are whole minutes, checked every 30 s), rerun ~30 s.
+60-90 s: SLURM time limits are whole minutes, checked every 30 s; the study's SLURM run goes
+on meanwhile), rerun ~30 s; the whole module ~3 min.
 """
 
 from __future__ import annotations
@@ -29,9 +30,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 TINY = REPO / "tests" / "slurm" / "tiny.smk"
-FRAMES, GROUP = 6, 3  # -> ceil(6/3) = 2 coding submissions
-# the profile's group names (their wildcards keep codecs, qualities, sequences apart)
-CODING, IMAGING = "coding_{sequence}_{codec}_q{quality}", "imaging_{dataset}_{codec}_q{quality}"
+FRAMES, BATCH = 7, 3  # -> ceil(7/3) = 3 coding submissions (3, 3 and 1 frames)
 
 _spec = importlib.util.spec_from_file_location("rdflow_test_slurm_cluster",
                                                REPO / "tests" / "slurm" / "cluster.py")
@@ -78,10 +77,8 @@ def run_tiny(slurm, workdir: Path, *config: str) -> SimpleNamespace:
     t0 = time.monotonic()
     proc = slurm.snakemake(
         workdir,
-        # profile says 10 frames: keep the test short (a CLI list replaces the profile's)
-        "--group-components", f"{CODING}={GROUP}", f"{IMAGING}=24",
         "--slurm-init-seconds-before-status-checks", "2",  # profile says 40 (fine on a cluster)
-        "--config", f"frames={FRAMES}", *config,
+        "--config", f"frames={FRAMES}", f"batch={BATCH}", *config,
         snakefile=TINY, profile=PROFILE, timeout=500,
     )
     return SimpleNamespace(proc=proc, jobs=jobs_of(slurm, proc.stdout),
@@ -123,39 +120,64 @@ def _frames(wd: Path) -> list[Path]:
     return [wd / "frames" / "clip" / "c" / "q1" / f"{i}.txt" for i in range(FRAMES)]
 
 
-def test_frames_are_grouped_into_few_submissions(slurm, first_run):
-    coding = [j for j in first_run.jobs if j["comment"] == "rule_coding_clip_c_q1_compress_frame"]
-    assert len(coding) == math.ceil(FRAMES / GROUP), first_run.proc.stdout[-4000:]
-    assert {j["state"] for j in coding} == {"COMPLETED"}
-    ran_in = {_where(f)["SLURM_JOB_ID"] for f in _frames(first_run.wd)}
-    assert ran_in == {j["id"] for j in coding}
+def _images(wd: Path) -> list[Path]:
+    return [wd / "images" / "set" / "c" / "q1" / f"{i}.txt" for i in ("one", "two")]
+
+
+def _assert_request(info: dict[str, str], gpu: bool, mem: str, time_limit: str,
+                    cpus: str = "1") -> None:
+    """An sbatch request as SLURM recorded it (scontrol show job)."""
+    assert ("gpu:1" in info.get("TresPerJob", "")) == gpu, info
+    assert info["MinMemoryNode"] == mem, info
+    assert info["TimeLimit"] == time_limit, info
+    assert info["NumCPUs"] == cpus, info
+
+
+def test_coding_jobs_are_batches_of_items(slurm, first_run):
+    """One SLURM job per batch: ceil(FRAMES / BATCH) coding submissions, each writing every
+    item of its batch (and no other), each asking for what the rule declares."""
+    n = math.ceil(FRAMES / BATCH)
+    coding = {j["comment"]: j for j in first_run.jobs
+              if j["comment"].startswith("rule_compress_frame__")}
+    assert sorted(coding) == [f"rule_compress_frame__clip_c_q1_b{k}" for k in range(n)], \
+        (first_run.jobs, first_run.proc.stdout[-4000:])
+    assert {j["state"] for j in coding.values()} == {"COMPLETED"}
+    frames = _frames(first_run.wd)
+    for k in range(n):
+        batch = list(range(k * BATCH, min((k + 1) * BATCH, FRAMES)))
+        job = coding[f"rule_compress_frame__clip_c_q1_b{k}"]
+        for i in batch:
+            w = _where(frames[i])
+            assert w["SLURM_JOB_ID"] == job["id"], (i, w, job)  # written by its batch's job
+            assert w["ITEMS"] == ",".join(map(str, batch)), (i, w)
+        _assert_request(slurm.job_info(job["id"]), gpu=True, mem="8000M", time_limit="01:00:00")
+    # both images in one job (one batch of at most BATCH)
+    images = [_where(f) for f in _images(first_run.wd)]
+    assert {w["ITEMS"] for w in images} == {"one,two"}
+    image_job = [j for j in first_run.jobs if j["comment"] == "rule_compress_image__set_c_q1_b0"]
+    assert {w["SLURM_JOB_ID"] for w in images} == {image_job[0]["id"]}
     # the other rules: one submission each
-    others = sorted(j["comment"] for j in first_run.jobs if j not in coding)
-    assert others == ["rule_detect_decoded", "rule_imaging_set_c_q1_compress_image",
+    others = sorted(j["comment"] for j in first_run.jobs if j["comment"] not in coding)
+    assert others == ["rule_compress_image__set_c_q1_b0", "rule_detect_decoded",
                       "rule_slow", "rule_vmaf_video"]
-    # plugin 2.6.1 runs a group's members one after another (jobstep --jobs 1), and the
-    # profile's members_at_once makes the request say so: a group of 3 frames asks for one
-    # frame's GPU and memory, and 3 x 10 min
-    for job in coding:
-        info = slurm.job_info(job["id"])
-        assert "gpu:1" in info["TresPerJob"], info
-        assert info["MinMemoryNode"] == "8000M", info
-        assert info["TimeLimit"] == "00:30:00", info
 
 
 def test_gpu_stages_get_a_gpu_and_the_others_do_not(slurm, first_run):
     wd = first_run.wd
-    for gpu_out in [wd / "images/set/c/q1/one.txt", wd / "detect.txt", *_frames(wd)]:
+    for gpu_out in [*_images(wd), wd / "detect.txt", *_frames(wd)]:
         assert _where(gpu_out)["CUDA_VISIBLE_DEVICES"] != "-", gpu_out
     vmaf = _where(wd / "vmaf.txt")
     assert vmaf["CUDA_VISIBLE_DEVICES"] == "-"
     assert vmaf["CPUS"] == "2"  # --cpus-per-task follows the rule's threads
     by_rule = {j["comment"]: slurm.job_info(j["id"]) for j in first_run.jobs}
-    image, vmaf_job = by_rule["rule_imaging_set_c_q1_compress_image"], by_rule["rule_vmaf_video"]
-    assert "gpu:1" in image["TresPerJob"] and image["MinMemoryNode"] == "8000M"
-    assert image["TimeLimit"] == "00:10:00"
-    assert "gpu" not in vmaf_job.get("TresPerJob", "") and vmaf_job["NumCPUs"] == "2"
-    assert vmaf_job["MinMemoryNode"] == "4000M" and vmaf_job["TimeLimit"] == "01:00:00"
+    # every request comes from the rule's own resources (the profile sets none per rule) ...
+    _assert_request(by_rule["rule_compress_image__set_c_q1_b0"], gpu=True, mem="8000M",
+                    time_limit="01:00:00")
+    _assert_request(by_rule["rule_detect_decoded"], gpu=True, mem="8000M", time_limit="01:00:00")
+    _assert_request(by_rule["rule_vmaf_video"], gpu=False, mem="4000M", time_limit="01:00:00",
+                    cpus="2")
+    # ... or, where the rule declares nothing, from the profile's default-resources
+    _assert_request(by_rule["rule_slow"], gpu=False, mem="4000M", time_limit="00:01:00")
 
 
 def test_time_limit_kill_is_reported_as_failed(first_run):
@@ -248,29 +270,124 @@ def _workflow_rule_names() -> set[str]:
     return names
 
 
-def test_profile_names_rules_that_exist():
-    """snakemake silently ignores set-resources/groups for unknown rule names, so a renamed
-    rule would quietly lose its memory/time limits or its grouping on the cluster."""
+#: profile keys that would configure particular rules (by name); profiles/slurm has none:
+#: the rules declare their own threads and resources (a renamed or generated rule, e.g. the
+#: per-batch compress_image__<dataset>_<codec>_q<q>_b<k>, would silently lose them)
+RULE_KEYS = {"set-resources", "set-threads", "set-resource-scopes", "groups", "group-components",
+             "localrules"}
+
+
+def _profile_words(obj) -> set[str]:
+    """Every key and string value in a parsed YAML document."""
+    if isinstance(obj, dict):
+        return set(map(str, obj)) | {w for v in obj.values() for w in _profile_words(v)}
+    if isinstance(obj, list):
+        return {w for v in obj for w in _profile_words(v)}
+    return {obj} if isinstance(obj, str) else set()
+
+
+def test_profile_is_short_and_names_no_rule():
     import yaml
 
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    rules = _workflow_rule_names()
-    if not rules:
-        pytest.skip("no Snakefile/workflow rules in this checkout")
-    named = set(profile["set-resources"]) | set(profile["groups"])
-    assert named - rules == set(), f"profiles/slurm names rules the workflow lacks: {named - rules}"
-    assert set(profile["group-components"]) == set(profile["groups"].values())
-    assert profile["slurm-status-command"] == "squeue"
     assert profile["executor"] == "slurm"
-    # GPU requests stay with the rules (per codec/backend); the profile must not force them
-    assert all("gpu" not in r and "cpus_per_task" not in r
-               for r in profile["set-resources"].values())
-    # plugin 2.6.1 runs group members one after another: every grouped rule must say so,
-    # or snakemake sizes the group's sbatch request for members side by side (see profile)
-    for rule in profile["groups"]:
-        assert profile["set-resources"][rule]["members_at_once"] == 1, rule
-    assert profile["set-resource-scopes"] == {"members_at_once": "local"}
-    assert profile["resources"]["members_at_once"] == 1
+    assert profile["slurm-status-command"] == "squeue"
+    assert RULE_KEYS & set(profile) == set(), "profiles/slurm configures rules by name"
+    rules = _workflow_rule_names()
+    assert rules, "no rules found in Snakefile/workflow/rules"
+    words = _profile_words(profile)
+    assert words & rules == set(), f"profiles/slurm names rules: {words & rules}"
+    assert not [w for w in words if w.startswith(("compress_image", "compress_frame"))]
+    # defaults for rules that declare nothing; GPUs and CPUs stay with the rules (a gpu or
+    # cpus_per_task here would override every rule's own request)
+    assert set(profile["default-resources"]) == {"mem_mb", "runtime"}
+    assert set(profile["resources"]) == {"gpu"}  # a global limit: GPU jobs at once
+
+
+#: the rules with cluster limits of their own (mem_mb, runtime); every other rule runs with
+#: profiles/slurm's default-resources
+OWN_LIMITS = {"compress_image": (8000, 60), "compress_frame": (8000, 60),
+              "extract_sequence": (2000, 60), "compress_sequence": (16000, 240),
+              "detect_original": (8000, 60), "detect_decoded": (8000, 60),
+              "vmaf_video": (4000, 60)}
+
+
+def _dry_run_resources(workdir: Path) -> dict[str, list[dict[str, str]]]:
+    """The resources of every job a dry run of the real workflow plans, per rule (as Snakemake
+    would hand them to the executor: the rule's own, else the profile's default-resources)."""
+    import subprocess
+
+    import yaml
+
+    if _plugin_installed():
+        profile = ["--profile", str(PROFILE)]
+    else:  # without the plugin, executor: slurm cannot be parsed: the profile's defaults alone
+        defaults = yaml.safe_load((PROFILE / "config.yaml").read_text())["default-resources"]
+        profile = ["--default-resources", *(f"{k}={v}" for k, v in defaults.items())]
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *profile, "--workflow-profile", "none",  # rdflow's
+         # terminal view (profiles/default) hides the job details
+         "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--configfile", str(workdir / "config.yaml"), "-n"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    jobs: dict[str, list[dict[str, str]]] = {}
+    rule = None
+    for line in proc.stdout.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+            rule = m.group(1)
+        elif (m := re.match(r"^\s+resources: (.*)$", line)) and rule:
+            jobs.setdefault(rule, []).append(dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
+            rule = None
+    assert jobs, proc.stdout[-4000:]
+    return jobs
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_rules_declare_their_own_gpus_and_limits(tmp_path, device):
+    """The real workflow on a study with a learned and a classical image codec, a learned video
+    codec, an archived sequence and YOLO detection, planned through profiles/slurm: exactly the
+    jobs that run a model on the GPU ask for one (none with device: cpu), every coding batch
+    asks for 8000 MB and 60 min, the heavy stages for their own limits, everything else for
+    the profile's defaults. (snakemake hands these to sbatch as --gpus, --mem and -t.)"""
+    import yaml
+
+    url = "http://127.0.0.1:9/"  # never contacted: dry runs only
+    cfg = {"device": device, "batch_size": 2,
+           "datasets": {"mine": {"kind": "local",
+                                 "path": str(_tiny_image_dataset(tmp_path / "img", n=3))}},
+           "codecs": {"rand": {"kind": "learned", "architecture": "bmshj2018-hyperprior",
+                               "weights": "random", "qualities": [1]},
+                      "jpeg": {"kind": "jpeg", "qualities": [50]}},
+           "video": {"frames": {"count": 5},
+                     "sequences": {"uvg": {"source": "uvg", "url": url + "Clip_32x32.7z",
+                                           "member": r"clip\.yuv", "sha256": None,
+                                           "width": 32, "height": 32}}},
+           "video_codecs": {"ssf": {"kind": "ssf2020", "qualities": [1]}},
+           "detection": {"enabled": True, "backend": "yolo", "weights": "yolov8n.pt",
+                         "offline": False, "base_url": url}}
+    wd = tmp_path / "study"
+    wd.mkdir()
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = _dry_run_resources(wd)
+    # the coding batches: 3 images and 5 frames in batches of 2, per (codec, quality)
+    expected = {f"compress_image__mine_{c}_b{k}" for c in ("rand_q1", "jpeg_q50") for k in (0, 1)}
+    expected |= {f"compress_frame__uvg_{c}_b{k}" for c in ("rand_q1", "jpeg_q50") for k in (0, 1, 2)}
+    assert {r for r in jobs if r.startswith("compress_")} - {"compress_sequence"} == expected
+    for stage in ("extract_sequence", "compress_sequence", "detect_original", "detect_decoded",
+                  "vmaf_video", "vmaf_image"):
+        assert stage in jobs, f"the study plans no {stage} job: {sorted(jobs)}"
+    gpu_jobs = set()
+    for rule, resources in jobs.items():
+        stage = rule.split("__", 1)[0]
+        mem, runtime = OWN_LIMITS.get(stage, (4000, 30))  # the profile's default-resources
+        for res in resources:
+            assert (res.get("mem_mb"), res.get("runtime")) == (str(mem), str(runtime)), (rule, res)
+            if int(res.get("gpu", 0)):
+                gpu_jobs.add(rule)
+    on_gpu = {r for r in expected if "rand" in r} | {"compress_sequence", "detect_original",
+                                                        "detect_decoded"}
+    assert gpu_jobs == (on_gpu if device == "cuda" else set())
 
 
 # --- the onstart check (rdflow.cluster), without SLURM ------------------------------------
@@ -491,7 +608,7 @@ def test_download_target_fetches_what_the_study_needs_and_nothing_else(tmp_path)
 
 # --- the study itself through profiles/slurm vs a local run -----------------------------------
 
-STUDY_FRAMES, STUDY_GROUP = 6, 4  # -> ceil(6/4) = 2 coding submissions per (codec, quality)
+STUDY_FRAMES, STUDY_BATCH = 6, 4  # -> ceil(6/4) = 2 coding jobs per (codec, quality): 4 + 2
 STUDY_POINTS = [("hp", 2), ("jpeg", 50)]
 STUDY_CSVS = ["results/video_rd_synth.csv", "results/video_rd_synth_summary.csv",
               "results/image_rd_mine.csv", "results/image_rd_mine_summary.csv"]
@@ -503,9 +620,9 @@ RUN_COLUMNS = ["enc_s", "dec_s", "process_rss_mb", "process_vram_mb"]
 @pytest.fixture(scope="module")
 def study_started(slurm, tmp_path_factory):
     """The repo's Snakefile on a tiny study (synthetic raw clip of 6 frames at 192x176, two
-    192x176 images, JPEG and a learned codec whose checkpoint is fetched from a URL): run
-    locally (profiles/default), then started through profiles/slurm on the test cluster
-    without waiting (the `study` fixture waits)."""
+    192x176 images, JPEG and a learned codec whose checkpoint is fetched from a URL; coding
+    batches of STUDY_BATCH items): run locally (profiles/default), then started through
+    profiles/slurm on the test cluster without waiting (the `study` fixture waits)."""
     from conftest import LoopbackServer
     from test_e2e import run_snakemake, save_random_checkpoint, write_config
     from test_video_workflow import make_raw
@@ -519,7 +636,7 @@ def study_started(slurm, tmp_path_factory):
     server = LoopbackServer(www)
     popen = None
     try:
-        cfg = {"device": "cpu",
+        cfg = {"device": "cpu", "batch_size": STUDY_BATCH,
                "datasets": {"mine": {"kind": "local", "path": str(images)}},
                "codecs": {"hp": {"kind": "learned", "architecture": "bmshj2018-hyperprior",
                                  "weights": "checkpoint",
@@ -537,7 +654,6 @@ def study_started(slurm, tmp_path_factory):
         local_s = time.monotonic() - t0
         popen = slurm.start_snakemake(
             remote, "--configfile", str(remote / "config.yaml"),
-            "--group-components", f"{CODING}={STUDY_GROUP}", f"{IMAGING}=24",
             "--slurm-init-seconds-before-status-checks", "2",
             "--slurm-keep-successful-logs", *STUDY_CSVS,
             output=root / "slurm_run.log", snakefile=REPO / "Snakefile", profile=PROFILE)
@@ -550,6 +666,38 @@ def study_started(slurm, tmp_path_factory):
         server.close()
 
 
+def _coding_times(slurm, jobs: list[dict[str, str]], local: Path, remote: Path) -> str:
+    """For the record (not asserted): per coding job, SLURM's start-to-end time next to the
+    coding time its job log reports ("done in"), remote and local: the difference is the
+    job's start-up (sbatch job, srun, the job's own Snakemake, imports, the model)."""
+    from datetime import datetime
+
+    ended = {j.get("JobId"): j for j in slurm.finished_jobs()}
+    lines = []
+    for job in sorted(jobs, key=lambda j: j["comment"]):
+        m = re.match(r"rule_compress_(frame|image)__(.+)_(\w+)_q(\d+)_b(\d+)$", job["comment"])
+        if not m:
+            continue
+        kind, where, codec, q, k = m.groups()
+        log = f"logs/compress_{kind}/{where}/{codec}/q{q}/b{k}.log"
+
+        def done(root: Path) -> str:
+            found = re.findall(r"done in ([\d.]+) s", (root / log).read_text()) \
+                if (root / log).exists() else []
+            return f"{float(found[-1]):.1f} s" if found else "?"
+
+        rec = ended.get(job["id"], {})
+        try:
+            span = (datetime.fromisoformat(rec["EndTime"])
+                    - datetime.fromisoformat(rec["StartTime"])).total_seconds()
+            span_s = f"{span:.0f} s"
+        except (KeyError, ValueError):
+            span_s = "?"
+        lines.append(f"  {job['comment'][5:]}: SLURM job {span_s}, coding {done(remote)} "
+                     f"(local run: coding {done(local)})")
+    return "coding jobs:\n" + "\n".join(lines)
+
+
 @pytest.fixture(scope="module")
 def study(slurm, study_started):
     """The study's SLURM run, finished: its output, its SLURM jobs, the server's hits."""
@@ -560,6 +708,7 @@ def study(slurm, study_started):
     elapsed = re.findall(r"Elapsed time: (\S+)", output)
     print(f"study: local run {st.local_s:.0f} s; SLURM run {elapsed[-1] if elapsed else '?'} "
           f"({len(jobs)} SLURM jobs)")
+    print(_coding_times(slurm, jobs, st.local, st.remote))
     return SimpleNamespace(local=st.local, remote=st.remote,
                            proc=SimpleNamespace(returncode=st.popen.returncode, stdout=output),
                            jobs=jobs, hits=list(st.server.hits))
@@ -587,34 +736,45 @@ def test_study_on_slurm_matches_the_local_run(study):
     assert frames.ms_ssim.notna().all() and (frames.bpp > 0).all()
 
 
-def _group_members(log: Path) -> list[dict[str, str]]:
-    """The jobs a group job's SLURM log says it ran (their wildcards)."""
-    import re
-
+def _coded_items(log: Path) -> tuple[str, list[str]]:
+    """A coding job's own log (rdflow.runtime.job_log): its "coding N ... of ..." line and the
+    items it coded (one "<item>: bpp=..." line each)."""
     text = log.read_text()
-    return [dict(kv.split("=", 1) for kv in m.split(", "))
-            for m in sorted(set(re.findall(r"^\s*wildcards: (.*)$", text, re.M)))]
+    header = re.findall(r"rdflow\.compress: (coding \d+ \w+ of .*)$", text, re.M)
+    assert len(header) == 1, text
+    assert re.search(r"rdflow: done in [\d.]+ s$", text, re.M), text
+    return header[0], re.findall(r"rdflow\.compress: (.+): bpp=\d", text)
 
 
-def test_study_submits_ceil_frames_over_group_size_coding_jobs(study):
-    """Per (codec, quality): ceil(N / group size) coding submissions, each holding frames of
-    that point only (the SLURM job comment names the group; its log lists the frames)."""
-    logs = study.remote / ".snakemake" / "slurm_logs"
+def test_study_submits_one_coding_job_per_batch(study):
+    """Per (codec, quality): ceil(N / batch_size) coding submissions, one per batch, each
+    coding the frames of its batch only (its job log lists them; its SLURM log names its
+    rule), and one submission for both images."""
+    n = math.ceil(STUDY_FRAMES / STUDY_BATCH)
+    by_comment = {j["comment"]: j for j in study.jobs}
+    slurm_logs = study.remote / ".snakemake" / "slurm_logs"
     for codec, q in STUDY_POINTS:
-        group = f"coding_synth_{codec}_q{q}_compress_frame"
-        coding = [j for j in study.jobs if j["comment"] == f"rule_{group}"]
-        assert len(coding) == math.ceil(STUDY_FRAMES / STUDY_GROUP), study.jobs
+        coding = sorted(c for c in by_comment if c.startswith(f"rule_compress_frame__synth_{codec}_q{q}_"))
+        assert coding == [f"rule_compress_frame__synth_{codec}_q{q}_b{k}" for k in range(n)], study.jobs
         seen = []
-        for job in coding:
-            members = _group_members(logs / f"group_{group}" / f"{job['id']}.log")
-            assert {(m["sequence"], m["codec"], m["quality"]) for m in members} == {
-                ("synth", codec, str(q))}
-            assert len(members) <= STUDY_GROUP
-            seen += [int(m["frame"]) for m in members]
+        for k in range(n):
+            batch = list(range(k * STUDY_BATCH, min((k + 1) * STUDY_BATCH, STUDY_FRAMES)))
+            header, items = _coded_items(study.remote / f"logs/compress_frame/synth/{codec}/q{q}/b{k}.log")
+            assert header == f"coding {len(batch)} frames of synth with {codec} q{q}"
+            assert items == [f"synth frame {i}" for i in batch]
+            seen += batch
+            rule = f"compress_frame__synth_{codec}_q{q}_b{k}"
+            job = by_comment[f"rule_{rule}"]
+            # the SLURM job of this batch ran this rule (the plugin's log of job <id>)
+            slurm_log = [f for f in slurm_logs.rglob(f"{job['id']}.log")]
+            assert len(slurm_log) == 1, sorted(slurm_logs.rglob("*"))
+            assert f"rule {rule}:" in slurm_log[0].read_text()
         assert sorted(seen) == list(range(STUDY_FRAMES))  # each frame once
-        imaging = [j for j in study.jobs
-                   if j["comment"] == f"rule_imaging_mine_{codec}_q{q}_compress_image"]
-        assert len(imaging) == 1  # both images in one submission
+        images = [c for c in by_comment if c.startswith(f"rule_compress_image__mine_{codec}_q{q}_")]
+        assert images == [f"rule_compress_image__mine_{codec}_q{q}_b0"]  # both images, one job
+        header, items = _coded_items(study.remote / f"logs/compress_image/mine/{codec}/q{q}/b0.log")
+        assert header == f"coding 2 images of mine with {codec} q{q}"
+        assert items == ["mine/img0", "mine/img1"]
 
 
 def test_study_downloads_run_in_the_snakemake_process(study):

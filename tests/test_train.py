@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import REPO
 from rdflow import RdflowError
-from rdflow.config import validate
+from rdflow.study import validate
 
 RECIPE = {"architecture": "bmshj2018-factorized", "N": 16, "M": 16, "qualities": [1, 2],
           "lambdas": [0.01, 0.05], "steps": 6, "batch_size": 2, "crop": 32, "checkpoint_every": 3,
@@ -73,7 +73,7 @@ def test_trained_codec_without_a_model_is_refused(tmp_path):
 
 
 def test_small_images_are_refused(tmp_path):
-    from rdflow.train import train_quality
+    from rdflow.training import train_quality
 
     cfg = validate(study(tmp_path, crop=64))
     with pytest.raises(RdflowError, match=r"img0.png is 48x40, smaller than the 64 px crop"):
@@ -82,7 +82,7 @@ def test_small_images_are_refused(tmp_path):
 
 
 def _train(cfg, tmp_path, name, **kw):
-    from rdflow.train import train_quality
+    from rdflow.training import train_quality
 
     d = tmp_path / name
     return train_quality(copy.deepcopy(cfg["train"]["tiny"]), "tiny", 1, out_model=str(d / "q1.pth.tar"),
@@ -93,7 +93,7 @@ def _train(cfg, tmp_path, name, **kw):
 def test_a_killed_training_resumes_to_the_same_model(tmp_path, monkeypatch):
     import torch
 
-    from rdflow import train
+    from rdflow import training as train
 
     cfg = validate(study(tmp_path))
     full, d_full = _train(cfg, tmp_path, "full")
@@ -139,7 +139,7 @@ def test_a_corrupt_checkpoint_names_the_file(tmp_path):
 def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
     import pickle
 
-    from rdflow.train import load_torch_file
+    from rdflow.weights import load_torch_file
 
     marker = tmp_path / "pwned"
 

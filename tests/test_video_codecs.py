@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 
 from rdflow import RdflowError
-from rdflow.video import probe_raw, read_frame
-from rdflow.video_codecs import (
-    Clip, VideoCodecSpec, build, check, clip_of, download_targets, fetch_ssf_weights, pack_ssf,
-    parse_framemd5, parse_showinfo_types, sequence_job, sequence_rows, ssf_source_url, unpack_ssf,
-    video_codec_targets, weights_file,
+from rdflow.codecs import CodecSpec, build
+from rdflow.codecs.sequence import Clip, parse_framemd5, parse_showinfo_types
+from rdflow.codecs.ssf import fetch_ssf_weights, pack_ssf, ssf_source_url, unpack_ssf
+from rdflow.sources.video import probe_raw, read_frame
+from rdflow.stages.video_codecs import (
+    check, clip_of, downloads, sequence_job, sequence_rows, targets, weights_file,
 )
 from test_video_workflow import make_raw
 
@@ -127,7 +128,7 @@ def test_x264_qp0_is_lossless_without_hidden_conversion(clip_file):
     seq = probe_raw(clip_file, W, H)
     for rng, matrix in (("limited", "bt709"), ("full", "bt601")):
         clip = replace(clip_of(seq), range=rng, matrix=matrix)
-        c = build(VideoCodecSpec("x", "x264", 0, {"rate_control": "qp"}))
+        c = build(CodecSpec("x", "x264", 0, {"rate_control": "qp"}))
         enc = c.encode((read_frame(seq, i) for i in range(5)), clip)
         dec = list(c.decode(enc.data, clip))
         assert len(dec) == 5
@@ -139,9 +140,9 @@ def test_x264_qp0_is_lossless_without_hidden_conversion(clip_file):
 def test_x264_sei_strip_and_settings(clip_file):
     seq = probe_raw(clip_file, W, H)
     clip = clip_of(seq)
-    kept = build(VideoCodecSpec("x", "x264", 30, {"strip_sei": False}))
+    kept = build(CodecSpec("x", "x264", 30, {"strip_sei": False}))
     enc_kept = kept.encode((read_frame(seq, i) for i in range(4)), clip)
-    stripped = build(VideoCodecSpec("x", "x264", 30, {}))
+    stripped = build(CodecSpec("x", "x264", 30, {}))
     enc = stripped.encode((read_frame(seq, i) for i in range(4)), clip)
     assert b"x264 - core" in enc_kept.data and b"x264 - core" not in enc.data
     assert 300 < len(enc_kept.data) - len(enc.data) < 2000  # the options SEI, nothing else
@@ -180,7 +181,7 @@ def test_encoder_missing_from_ffmpeg_is_named(tmp_path, monkeypatch, clip_file):
     with pytest.raises(RdflowError, match=r"video_codecs\.hevc\.kind: x265.*libx265.*ffmpeg-without-x265"):
         check(cfg)
     with pytest.raises(RdflowError, match="libx265"):
-        build(VideoCodecSpec("hevc", "x265", 30, {}))
+        build(CodecSpec("hevc", "x265", 30, {}))
     check(config_for(clip_file, {"avc": {"kind": "x264", "qualities": [30]}}))  # libx264 is there
 
 
@@ -208,7 +209,7 @@ def test_ssf2020_bitstream_round_trip_random_weights():
     base = np.stack([(128 + 80 * np.sin(xx / 5.0 + c) * np.cos(yy / 7.0)) for c in range(3)], -1)
     frames = [np.clip(np.roll(base, 2 * i, axis=1) + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
               for i in range(4)]
-    c = build(VideoCodecSpec("ssf", "ssf2020", 3, {"weights": "random", "seed": 1, "gop": 3}, "cpu"))
+    c = build(CodecSpec("ssf", "ssf2020", 3, {"weights": "random", "seed": 1, "gop": 3}, "cpu"))
     clip = Clip(64, 64)
     enc = c.encode(frames, clip)
     assert enc.frame_types == ["I", "P", "P", "I"]
@@ -244,7 +245,7 @@ def test_ssf2020_pretrained_download_check_and_load(http_server, tmp_path, monke
 
     dest = tmp_path / "resources" / "q2.pth.tar"
     fetch_ssf_weights("mse", 2, str(dest), http_server.url)
-    c = build(VideoCodecSpec("ssf", "ssf2020", 2, {"weights": "pretrained", "weights_path": str(dest)}, "cpu"))
+    c = build(CodecSpec("ssf", "ssf2020", 2, {"weights": "pretrained", "weights_path": str(dest)}, "cpu"))
     for k, v in net.state_dict().items():
         assert torch.equal(c.net.state_dict()[k], v), k
 
@@ -299,14 +300,14 @@ def test_targets_and_weights_paths(clip_file):
     })
     assert sequence_rows(cfg, "synth") == [f"results/video/synth/{c}/q{q}/sequence_rows.json"
                                            for c, q in (("avc", 22), ("avc", 37), ("ssf", 1), ("ssf", 2))]
-    assert video_codec_targets(cfg) == sequence_rows(cfg, "synth")
+    assert targets(cfg) == sequence_rows(cfg, "synth")
     assert weights_file(cfg, "ssf", 2) == "resources/weights/zoo-video/ssf2020/mse/q2.pth.tar"
     assert weights_file(cfg, "avc", 22) is None and weights_file(cfg, "ssfr", 1) is None
-    assert download_targets(cfg) == [weights_file(cfg, "ssf", 1), weights_file(cfg, "ssf", 2)]
+    assert downloads(cfg) == [weights_file(cfg, "ssf", 1), weights_file(cfg, "ssf", 2)]
 
 
 def test_gather_reads_row_lists(tmp_path):
-    from rdflow.aggregate import gather
+    from rdflow.stages.aggregate import gather
     from rdflow.io import write_json
 
     write_json(tmp_path / "a.json", {"sequence": "s", "codec": "jpeg", "quality": 50, "frame": 0, "bpp": 1.0})
@@ -330,8 +331,8 @@ def test_compress_sequence_through_snakemake(tmp_path, clip_file):
     }, count=4)
     write_config(work, cfg)
     plan = planned_jobs(work)
-    assert plan["compress_sequence"] == 4 and plan["compress_frame"] == 4
-    # one job at a time: rdflow.coding.process_memory (not this stage's code) reads a half-imported
+    assert plan["compress_sequence"] == 4 and plan["compress_frame"] == 1  # 4 frames, one batch
+    # one job at a time: rdflow.stages.compress.process_memory (not this stage's code) reads a half-imported
     # torch from sys.modules while the ssf2020 job imports it in another thread (reported)
     run_snakemake(work, "--cores", "1")
     df = pd.read_csv(work / "results/video_rd_synth.csv", float_precision="round_trip")

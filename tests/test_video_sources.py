@@ -1,4 +1,5 @@
-"""rdflow.video: raw and Y4M sources, frame selection, safe 7z extraction, recorded checksums."""
+"""rdflow.sources.video / .archives: raw and Y4M sources, frame selection, safe 7z extraction,
+recorded checksums."""
 
 from __future__ import annotations
 
@@ -15,10 +16,8 @@ import numpy as np
 import pytest
 
 from rdflow import RdflowError
-from rdflow.video import (
-    UVG_MEMBER_REGEX,
-    extract_7z,
-    fetch_sequence,
+from rdflow.sources.archives import UVG_MEMBER_REGEX, extract_7z, fetch_sequence
+from rdflow.sources.video import (
     iter_frames,
     parse_y4m_header,
     probe,

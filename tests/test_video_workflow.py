@@ -80,7 +80,7 @@ def check_image_codec_frames(work, df, sequence, raw, w, h, codecs):
     the source frame in RGB, exactly (1e-9 dB) with rdflow.yuv's conversion (test_yuv checks
     it against ffmpeg), and to 0.1 dB with ffmpeg's own swscale conversion (a level off on a
     few samples moves a 46 dB PSNR by a few 0.01 dB)."""
-    from rdflow.yuv import yuv420_to_rgb
+    from rdflow.metrics.yuv import yuv420_to_rgb
 
     meta = json.loads((work / f"results/video/{sequence}/sequence.json").read_text())
     rows = df[df.codec.isin(codecs)]
@@ -120,8 +120,9 @@ def test_video_rows_and_granularity(tmp_path):
     make_raw(raw)
     work = tmp_path / "study"
     cfg = base_config(raw)
+    cfg["batch_size"] = 2  # frames [0, 1] and [2, 3]: one job per batch and codec point
     write_config(work, cfg)
-    assert planned_jobs(work)["compress_frame"] == 3 * 4
+    assert planned_jobs(work)["compress_frame"] == 3 * 2
     run_snakemake(work)
     df = pd.read_csv(work / "results/video_rd_synth.csv", float_precision="round_trip")
     assert len(df) == 12 and sorted(df.frame.unique()) == [0, 1, 2, 3]
@@ -140,25 +141,32 @@ def test_video_rows_and_granularity(tmp_path):
     assert len(list((work / "results/video").rglob("*.bin"))) == 12
     assert planned_jobs(work) == {}
 
-    # more frames: exactly the new frames' jobs (3 codec points x 2 frames), plus aggregation
+    # more frames: exactly the new batch [4, 5] per codec point (3), plus aggregation; the
+    # batches of frames 0-3 are untouched
     cfg["video"]["frames"]["count"] = 6
     write_config(work, cfg)
     plan = planned_jobs(work)
-    assert plan["compress_frame"] == 6 and plan["aggregate_video"] == 1
+    assert plan["compress_frame"] == 3 and plan["aggregate_video"] == 1
     assert "probe_sequence" not in plan
 
-    # one more quality: exactly that quality's frames
+    # one more quality: exactly that quality's batches
     cfg["video"]["frames"]["count"] = 4
     cfg["codecs"]["jpeg"]["qualities"].append(90)
     write_config(work, cfg)
-    assert planned_jobs(work)["compress_frame"] == 4
+    assert planned_jobs(work)["compress_frame"] == 2
 
-    # one frame's result deleted: exactly that job
+    # one frame's result deleted: exactly its batch (frames 2 and 3), and the table
     cfg["codecs"]["jpeg"]["qualities"] = [40, 80]
     write_config(work, cfg)
     (work / "results/video/synth/jpeg/q80/2.json").unlink()
     plan = planned_jobs(work)
     assert plan["compress_frame"] == 1 and plan["aggregate_video"] == 1
+    run_snakemake(work)
+    assert (work / "results/video/synth/jpeg/q80/2.json").exists()
+    again = pd.read_csv(work / "results/video_rd_synth.csv", float_precision="round_trip")
+    cols = ["codec", "quality", "frame", "bpp", "psnr_y", "psnr_rgb"]
+    pd.testing.assert_frame_equal(again[cols].sort_values(cols[:3]).reset_index(drop=True),
+                                  df[cols].sort_values(cols[:3]).reset_index(drop=True))
 
 
 def test_granularity_with_vmaf_and_kept_reconstructions(tmp_path):
@@ -168,6 +176,7 @@ def test_granularity_with_vmaf_and_kept_reconstructions(tmp_path):
     work = tmp_path / "study"
     cfg = base_config(raw, vmaf=True)
     cfg["keep_reconstructions"] = True
+    cfg["batch_size"] = 2
     cfg["codecs"].pop("hp")
     write_config(work, cfg)
     run_snakemake(work)
@@ -175,7 +184,8 @@ def test_granularity_with_vmaf_and_kept_reconstructions(tmp_path):
     cfg["video"]["frames"]["count"] = 6
     write_config(work, cfg)
     plan = planned_jobs(work)
-    assert plan["compress_frame"] == 2 * 2 and plan["vmaf_video"] == 2
+    # the new batch [4, 5] of each quality; the VMAF of each quality again
+    assert plan["compress_frame"] == 2 and plan["vmaf_video"] == 2
 
 
 def test_more_frames_than_the_file_has_fails_at_start(tmp_path):

@@ -1,4 +1,5 @@
-"""rdflow.vmaf: VMAF/PSNR via imageio-ffmpeg's libvmaf, cross-checked with direct ffmpeg runs."""
+"""rdflow.metrics.vmaf: VMAF/PSNR via imageio-ffmpeg's libvmaf, cross-checked with direct
+ffmpeg runs."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import numpy as np
 import pytest
 
 from rdflow import RdflowError
-from rdflow import vmaf
-from rdflow.yuv import psnr_yuv, rgb_to_yuv420
+from rdflow.metrics import vmaf
+from rdflow.metrics.yuv import psnr_yuv, rgb_to_yuv420
 
 W, H = 64, 48
 
@@ -300,7 +301,7 @@ def test_vmaf_rgb_frames_equals_yuv_path_and_image_score():
     direct = vmaf.vmaf_yuv420(r, d, W, H)
     cols = ["vmaf", "psnr_y", "psnr_u"]
     np.testing.assert_allclose(df[cols], direct[cols], atol=1e-9)
-    # PSNR-Y/U/V agree with rdflow.yuv's own psnr_yuv on the same planes
+    # PSNR-Y/U/V agree with rdflow.metrics.yuv's own psnr_yuv on the same planes
     want = psnr_yuv(rgb_to_yuv420(ref[1], "bt601", "full", "center"),
                     rgb_to_yuv420(dist[1], "bt601", "full", "center"))
     for k, v in want.items():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from rdflow import RdflowError
-from rdflow.codecs import CodecSpec, build
+from rdflow.codecs import CodecSpec, build, weights_file
 from rdflow.codecs.learned import zoo_filename, zoo_hash_prefix, zoo_url
-from rdflow.weights import fetch_zoo, weights_file, zoo_source_url
+from rdflow.weights import fetch_zoo, zoo_source_url
 
 
 def test_url_comes_from_compressai():

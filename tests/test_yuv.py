@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rdflow import RdflowError
-from rdflow.yuv import CHROMA_LOCS, psnr_yuv, rgb_to_yuv420, yuv420_to_rgb
+from rdflow.metrics.yuv import CHROMA_LOCS, psnr_yuv, rgb_to_yuv420, yuv420_to_rgb
 
 from conftest import shared_path
 

@@ -1,9 +1,10 @@
-"""Config checks beyond the JSON schema, and the study's item lists.
+"""The study config: its schema, defaults, shipped paths, and the item lists stages share.
 
-The schema (workflow/schemas/config.schema.yaml) checks types and fills defaults; this module
-checks what a schema cannot say well: codec kinds that exist, architecture names and their
-quality ranges, kind-specific required keys, dataset folders. Every error names the key, the
-value and the allowed values. Nothing here imports torch.
+The schema (workflow/schemas/config.schema.yaml) checks types and fills defaults; unknown keys
+are refused with a "did you mean"; each codec entry gets its own kind's defaults. What a schema
+cannot say well (kinds, architectures, quality ranges, folders) each stage checks itself:
+:func:`rdflow.study.validate` runs this module's :func:`validate` and then every stage's
+``check``. This module imports no stage. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -11,34 +12,89 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import RdflowError
-from .datasets import KODAK_SHA256, list_local_images
+from .sources.datasets import KODAK_SHA256, list_local_images
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def validate(config: dict, schema: str | Path | None = None) -> dict:
-    """Validate with the JSON schema (filling defaults), then :func:`check`. Returns config.
+    """Validate with the JSON schema (filling defaults, kind defaults, shipped paths). Returns
+    config. The stages' own checks: :func:`rdflow.study.validate`.
 
     An unknown key at any level is refused with the nearest valid key ("did you mean"), and a
     schema violation is reported in at most three lines naming the key.
     """
-    import yaml
-    from snakemake.utils import validate as sm_validate
-    from snakemake.exceptions import WorkflowError
-
     schema_path = Path(schema or SCHEMA)
-    with open(schema_path) as fh:
-        tree = yaml.safe_load(fh)
+    tree = load_schema(schema_path)
     unknown_keys(config, tree)
     schema_errors(config, tree, schema_path.name)
-    try:
-        sm_validate(config, str(schema_path), set_default=True)
-    except WorkflowError as exc:  # pragma: no cover - schema_errors reports first
-        raise RdflowError(f"the config does not match {schema_path.name}: {str(exc)[:400]}") from None
+    fill_defaults(config, tree)
     apply_kind_defaults(config)
     resolve_shipped_paths(config)
-    check(config)
     return config
+
+
+def load_schema(path: str | Path = SCHEMA) -> dict:
+    """The schema as a dict (parsed once per process and file version; LibYAML when present)."""
+    import yaml
+
+    p = Path(path)
+    key = (str(p.resolve()), p.stat().st_mtime_ns)
+    if key not in _SCHEMAS:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        with open(p) as fh:
+            _SCHEMAS[key] = yaml.load(fh, Loader=loader)
+    return _SCHEMAS[key]
+
+
+_SCHEMAS: dict = {}
+
+
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """Validate ``config`` against ``schema`` and fill every ``default`` the schema gives (a copy
+    of it, so entries never share a default list), as Snakemake's ``validate(set_default=True)``
+    does."""
+    import copy
+
+    import jsonschema
+
+    base = jsonschema.validators.validator_for(schema)
+    properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, props, instance, sub):
+        if isinstance(instance, dict):
+            for name, subschema in props.items():
+                if isinstance(subschema, dict) and "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from properties(validator, props, instance, sub)
+
+    cls = jsonschema.validators.extend(base, {"properties": set_defaults})
+    try:
+        cls(schema).validate(config)
+    except jsonschema.ValidationError as exc:  # schema_errors reports first; a default can still
+        raise RdflowError(f"config key {_key(exc.absolute_path)}: {exc.message[:300]}") from None
+    return config
+
+
+def load_plugins(config: dict) -> list[str]:
+    """Import the study's ``plugins`` (module names) so what they register can be named in the
+    study; an unimportable one is refused naming the key and the import error."""
+    import importlib
+    import re
+
+    names = config.get("plugins") or []
+    if not isinstance(names, list):
+        raise RdflowError("config key plugins: give a list of module names (e.g. [mypkg.codecs])")
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+            raise RdflowError(f"config key plugins[{i}]: {name!r} is not a module name (dotted "
+                              "Python identifiers, e.g. mypkg.codecs; file paths are not accepted)")
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001  any error while importing it is the user's to fix
+            raise RdflowError(f"config key plugins[{i}]: cannot import {name!r}: {type(exc).__name__}: "
+                              f"{exc}. Install it or add its folder to PYTHONPATH") from None
+    return names
 
 
 def _key(path) -> str:
@@ -85,7 +141,7 @@ def apply_kind_defaults(config: dict) -> None:
     """Fill the defaults that belong to an entry's own kind (a codec class's ``defaults``,
     kodak's base URL), so the config shown in the report holds only keys the entry uses."""
     from .codecs import CODECS
-    from .datasets import KODAK_BASE_URL
+    from .sources.datasets import KODAK_BASE_URL
 
     for c in (config.get("codecs") or {}).values():
         cls = CODECS.get(c.get("kind"))
@@ -120,104 +176,10 @@ def resolve_shipped_paths(config: dict) -> None:
             t["images"] = shipped(t["images"])
 
 
-def check(config: dict) -> None:
-    from .codecs import CODECS
-    from .codecs.learned import ARCH_QUALITIES
-
-    from .ablation import expand as expand_variants; expand_variants(config)  # noqa: E702
-    datasets = config.get("datasets") or {}
-    codecs = config.get("codecs") or {}
-    if not codecs:
-        raise RdflowError("config key codecs is empty: name at least one codec (see config.yaml)")
-    for name, c in codecs.items():
-        where = f"codecs.{name}"
-        kind = c.get("kind")
-        if kind not in CODECS:
-            raise RdflowError(
-                f"{where}.kind: unknown codec kind {kind!r}; known kinds: {', '.join(sorted(CODECS))}"
-            )
-        if kind == "learned":
-            arch = c.get("architecture")
-            if arch not in ARCH_QUALITIES:
-                raise RdflowError(
-                    f"{where}.architecture: unknown architecture {arch!r}; known: "
-                    f"{', '.join(sorted(ARCH_QUALITIES))}"
-                )
-            lo, hi = ARCH_QUALITIES[arch]
-            weights = c.get("weights", "pretrained")
-            if weights == "checkpoint" and not c.get("checkpoint"):
-                raise RdflowError(
-                    f"{where}.checkpoint: weights is 'checkpoint' but no checkpoint path/URL is "
-                    "given; set checkpoint: path/to/model-q{quality}.pth.tar"
-                )
-            if weights == "trained":
-                lo, hi = _check_trained(config, name, c)
-            elif "model" in c:
-                raise RdflowError(f"{where}.model only applies to weights: trained (this codec has weights: {weights})")
-        else:
-            lo, hi = CODECS[kind].quality_range
-            getattr(CODECS[kind], "check_config", lambda c, where: None)(c, where=where)
-            for key in ("architecture", "checkpoint", "weights", "model", "metric"):
-                if key in c:
-                    raise RdflowError(f"{where}.{key} only applies to kind: learned (this codec is {kind})")
-        bad = [q for q in c["qualities"] if not lo <= q <= hi]
-        if bad:
-            what = c.get("architecture", kind)
-            raise RdflowError(
-                f"{where}.qualities: {bad} out of range for {what}; allowed values are {lo}–{hi}"
-            )
-        for d in c.get("datasets", []) or []:
-            if d not in datasets and d not in (config.get("sequences") or {}):
-                raise RdflowError(f"{where}.datasets names {d!r}, which is not in datasets")
-    from . import sequences
-
-    sequences.check(config)
-    for name, d in datasets.items():
-        where = f"datasets.{name}"
-        if d["kind"] == "local":
-            if not d.get("path"):
-                raise RdflowError(f"{where}.path: a local dataset needs the folder of its images")
-        if d["kind"] == "kodak":
-            unknown = [i for i in d.get("images", []) or [] if i not in KODAK_SHA256]
-            if unknown:
-                raise RdflowError(
-                    f"{where}.images: {unknown} are not Kodak images (kodim01 … kodim24)"
-                )
-    from .train import check as check_train
-
-    check_train(config)
-    from .perceptual import check as check_vmaf; check_vmaf(config)  # noqa: E702
-    from .analysis import check as check_bd_rate; check_bd_rate(config)  # noqa: E702
-    from .machine_vision import check as check_detection; check_detection(config)  # noqa: E702
-    from .video_codecs import check as check_video_codecs; check_video_codecs(config)  # noqa: E702
-    from .complexity import check as check_complexity; check_complexity(config)  # noqa: E702
-    from .download import check_urls; check_urls(config)  # noqa: E702
-
-
-def _check_trained(config: dict, name: str, c: dict) -> tuple[int, int]:
-    """weights: trained — the model exists (a train recipe or shipped files) for every quality,
-    with the codec's architecture. Returns the range of qualities it has."""
-    from .weights import trained_file
-
-    where = f"codecs.{name}"
-    recipe = (config.get("train") or {}).get(c.get("model"))
-    if recipe is not None:
-        if recipe["architecture"] != c["architecture"]:
-            raise RdflowError(f"{where}.architecture is {c['architecture']} but train.{c['model']} "
-                              f"trains {recipe['architecture']}: make them equal")
-        missing = [q for q in c["qualities"] if q not in recipe["qualities"]]
-        if missing:
-            raise RdflowError(f"{where}.qualities: {missing} are not trained by train.{c['model']} "
-                              f"(qualities {recipe['qualities']}); add them there or drop them here")
-    for q in c["qualities"]:
-        trained_file(config, c.get("model"), q, where=where)
-    return min(c["qualities"]), max(c["qualities"])
-
-
 def dataset_images(config: dict, name: str) -> dict[str, str | None]:
     """Image id -> source path for local datasets (None for downloaded ones, see rules)."""
     d = config["datasets"][name]
-    if d["kind"] == "variant":  # the images of the dataset it preprocesses (rdflow.ablation)
+    if d["kind"] == "variant":  # the images of the dataset it preprocesses (rdflow.stages.ablation)
         return dict.fromkeys(dataset_images(config, d["of"]))
     if d["kind"] == "kodak":
         ids = d.get("images") or sorted(KODAK_SHA256)

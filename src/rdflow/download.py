@@ -74,34 +74,10 @@ def config_urls(config: dict) -> list[tuple[str, str]]:
 
 
 def check_urls(config: dict) -> None:
-    """Config check: every URL is http(s) or file; checkpoint_sha256 fits its codec.
-
-    An http(s) checkpoint without ``checkpoint_sha256`` is allowed but warned about (it is
-    loaded with ``torch.load(weights_only=True)`` in any case, so it cannot run code).
-    """
+    """Config check: every URL in the config is http(s) or file (a codec class checks its own
+    digests, e.g. a learned codec's checkpoint_sha256)."""
     for key, url in config_urls(config):
         check_scheme(url, key)
-    rlog = logging.getLogger("rdflow")
-    for name, c in (config.get("codecs") or {}).items():
-        where = f"codecs.{name}"
-        sums = c.get("checkpoint_sha256")
-        ck = c.get("checkpoint")
-        url = isinstance(ck, str) and url_scheme(ck) is not None
-        if sums is not None:
-            if c.get("kind") != "learned" or c.get("weights") != "checkpoint" or not url:
-                raise RdflowError(
-                    f"{where}.checkpoint_sha256 applies only to a learned codec with weights: "
-                    "checkpoint and a checkpoint URL (http, https or file); remove it here")
-            if len(sums) != len(c["qualities"]):
-                raise RdflowError(
-                    f"{where}.checkpoint_sha256 has {len(sums)} digest(s) but qualities has "
-                    f"{len(c['qualities'])} ({c['qualities']}): give one SHA-256 per quality, "
-                    "in the order of qualities")
-        elif url and url_scheme(ck) in ("http", "https") and c.get("weights") == "checkpoint":
-            rlog.warning(
-                "%s.checkpoint is a %s URL without %s.checkpoint_sha256: the downloaded file "
-                "is not checked against a digest (set checkpoint_sha256: one SHA-256 per quality)",
-                where, url_scheme(ck), where)
 
 
 def checkpoint_sha256(config: dict, codec: str, quality: int) -> str | None:

@@ -127,3 +127,26 @@ def write_csv(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame atomically (no partial CSV that looks complete)."""
     data = frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n").encode()
     write_bytes(path, data)
+
+
+def write_png(path: str | os.PathLike, rgb) -> None:
+    """Lossless 8-bit RGB PNG, fast compression (an intermediate, not an archive), atomic."""
+    import cv2
+    import numpy as np
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RdflowError(f"could not encode {path} as PNG")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(buf.tobytes())
+
+
+def read_png(path: str | os.PathLike):
+    """An 8-bit RGB PNG (a reconstruction) as an HxWx3 uint8 array."""
+    import cv2
+    import numpy as np
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise RdflowError(f"cannot read {path}")
+    return np.ascontiguousarray(bgr[..., ::-1])

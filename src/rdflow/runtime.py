@@ -99,21 +99,44 @@ def set_torch_threads(n: int) -> int:
         return torch.get_num_threads()
 
 
-def close_worker(proc, timeout: float = 30) -> None:
-    """End a pipe-driven worker process: close its stdin (its signal to exit), wait, kill it if
-    it does not go, and close both pipes."""
-    if proc.poll() is None:
-        try:
-            proc.stdin.close()
-            proc.wait(timeout=timeout)
-        except Exception:  # noqa: BLE001
-            proc.kill()
-            proc.wait()
-    for fh in (proc.stdin, proc.stdout):
-        try:
-            fh.close()
-        except OSError:
-            pass
+class Cache:
+    """The one in-process cache of loaded models (codecs, sequence codecs, detectors): a small LRU
+    keyed by a string that identifies what was built. One thread builds a key while the others
+    with the same key wait for it; different keys build side by side."""
+
+    def __init__(self, maxsize: int = 6):
+        import collections
+
+        self.maxsize = maxsize
+        self._items: "collections.OrderedDict[str, object]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}
+
+    def get(self, key: str, build):
+        """The object cached under ``key``, or ``build()``'s result, cached."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            build_lock = self._building.setdefault(key, threading.Lock())
+        with build_lock:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            value = build()
+            with self._lock:
+                self._items[key] = value
+                while len(self._items) > self.maxsize:
+                    self._items.popitem(last=False)
+                self._building.pop(key, None)
+            return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def remove_stale_parts(folders=("results", "resources")) -> int:

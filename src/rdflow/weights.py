@@ -16,41 +16,39 @@ from pathlib import Path
 
 from . import RdflowError
 
-ZOO_DIR = "resources/weights/zoo"
-CKPT_DIR = "resources/weights/checkpoints"
+from .paths import CHECKPOINT, ZOO_WEIGHTS
 
 
 def is_url(s: str) -> bool:
     return "://" in s
 
 
-def weights_file(config: dict, codec: str, quality: int | str) -> str | None:
-    """The weights file a coding job of (codec, quality) reads, or None (classical, random)."""
-    c = config["codecs"][codec]
-    if c["kind"] != "learned":
-        return None
+def learned_weights_file(config: dict, codec: str, c: dict, quality: int | str) -> str | None:
+    """The weights file a coding job of a learned codec (``codecs.<codec>`` = ``c``) reads at
+    ``quality``, or None (random weights)."""
     w = c.get("weights", "pretrained")
     if w == "random":
         return None
     if w == "pretrained":
-        return f"{ZOO_DIR}/{c['architecture']}/{c.get('metric', 'mse')}/q{quality}.pth.tar"
+        return ZOO_WEIGHTS.format(architecture=c["architecture"], metric=c.get("metric", "mse"),
+                                  quality=quality)
     if w == "trained":
         return trained_file(config, c.get("model"), quality, where=f"codecs.{codec}")
     src = c["checkpoint"].format(quality=quality)
     if is_url(src):
-        return f"{CKPT_DIR}/{codec}/q{quality}.pth.tar"
+        return CHECKPOINT.format(codec=codec, quality=quality)
     return src
 
 
 def trained_file(config: dict, model: str | None, quality: int | str, *, where: str) -> str:
     """The model file of ``weights: trained``: made by the train stage, or shipped."""
-    from .paths import MODELS, TRAINED, shipped_model
+    from .paths import MODELS, TRAINED_MODEL, shipped_model
 
     if not model:
         raise RdflowError(f"{where}.model: weights is 'trained' but no model is named; set model: "
                           "<name of a train recipe> (or quickstart, the shipped model)")
     if model in (config.get("train") or {}):
-        return f"{TRAINED}/{model}/q{quality}.pth.tar"
+        return TRAINED_MODEL.format(name=model, quality=quality)
     path = shipped_model(model, quality)
     if path.is_file():
         return str(path)
@@ -61,10 +59,36 @@ def trained_file(config: dict, model: str | None, quality: int | str, *, where: 
         f"schema), or name a shipped model ({', '.join(have) or 'none'})")
 
 
+def zoo_url(architecture: str, metric: str, quality: int) -> str:
+    """The CompressAI zoo URL of pretrained weights (read from compressai, not copied)."""
+    from .runtime import import_stack
+
+    import_stack()
+    from compressai.zoo.image import model_urls
+
+    try:
+        return model_urls[architecture][metric][quality]
+    except KeyError:
+        raise RdflowError(
+            f"CompressAI publishes no pretrained weights for {architecture} metric={metric} "
+            f"quality={quality}: use weights: checkpoint or weights: random"
+        ) from None
+
+
+def zoo_filename(architecture: str, metric: str, quality: int) -> str:
+    return zoo_url(architecture, metric, quality).rsplit("/", 1)[1]
+
+
+def zoo_hash_prefix(filename: str) -> str | None:
+    """The SHA-256 prefix a torch-hub style file name carries (``name-<sha256 prefix>.ext``)."""
+    import re
+
+    m = re.search(r"-([a-f0-9]{6,})\.", filename)
+    return m.group(1) if m else None
+
+
 def zoo_source_url(architecture: str, metric: str, quality: int, base_url: str | None) -> tuple[str, str | None]:
     """(URL, SHA-256 prefix) of a zoo file, with the base replaced when ``base_url`` is set."""
-    from .codecs.learned import zoo_hash_prefix, zoo_url
-
     url = zoo_url(architecture, metric, int(quality))
     name = url.rsplit("/", 1)[1]
     if base_url:
@@ -86,7 +110,7 @@ def fetch_checkpoint(config: dict, codec: str, quality: int, dest: str) -> Path:
     """Download a checkpoint URL; with ``codecs.<codec>.checkpoint_sha256`` its digest is checked.
 
     The file is only ever loaded with ``torch.load(weights_only=True)``
-    (:func:`rdflow.train.load_torch_file`), so a hostile pickle cannot run code either way.
+    (:func:`load_torch_file`), so a hostile pickle cannot run code either way.
     """
     from .download import check_scheme, checkpoint_sha256, fetch
 
@@ -95,3 +119,16 @@ def fetch_checkpoint(config: dict, codec: str, quality: int, dest: str) -> Path:
         raise RdflowError(f"codecs.{codec}.checkpoint {src} is a local path, nothing to fetch")
     check_scheme(src, f"codecs.{codec}.checkpoint")
     return fetch(src, dest, sha256=checkpoint_sha256(config, codec, quality))
+
+
+def load_torch_file(path: str | Path, *, what: str, fix: str):
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never code."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RdflowError(f"cannot load {what} {path}: {first[:300]}. {fix}") from None

@@ -29,7 +29,7 @@ jobstep cannot run).
 There is no slurmdbd: ``sacct`` answers "accounting storage is disabled", which is why the
 snakemake profile must use ``slurm-status-command: squeue`` (and ``MinJobAge`` here is kept
 at 600 s so that squeue still lists finished jobs: :meth:`SlurmCluster.jobs` counts
-submissions by rule/group and shows end states: COMPLETED, TIMEOUT, FAILED...). Every finished
+submissions by rule and shows end states: COMPLETED, TIMEOUT, FAILED...). Every finished
 job is also appended to ``jobcomp.log`` (``JobCompType=jobcomp/filetxt``), parsed by
 :meth:`SlurmCluster.finished_jobs`.
 
@@ -359,8 +359,8 @@ class SlurmCluster:
         """All jobs squeue knows (finished ones for MinJobAge s): id, state, name, comment.
 
         snakemake-executor-plugin-slurm names every job of one snakemake run by its run id
-        and sets the comment to ``rule_<rule>[_wildcards_<w>]`` or, for a group job,
-        ``rule_<group>_<rule>`` (e.g. ``rule_coding_compress_frame``).
+        and sets the comment to ``rule_<rule>[_wildcards_<w>]`` (e.g.
+        ``rule_compress_frame__clip_c_q1_b0``: the study's coding rules have no wildcards).
         """
         out = self.run(["squeue", "--noheader", "--states=all", "-o", "%i|%T|%j|%k"]).stdout
         keys = ("id", "state", "name", "comment")

@@ -1,18 +1,24 @@
-# Stage: aggregation and figures. Tidy per-item CSVs, per-(codec, quality) summaries, RD plots.
+# Stage: aggregation and figures (rdflow.stages.aggregate). Tidy per-item CSVs,
+# per-(codec, quality) summaries, RD plots; every metric column comes from the registry
+# (rdflow.metrics).
+from rdflow import metrics as _metrics, paths
+from rdflow.stages import aggregate as aggregate_stage
+from rdflow.stages import compress as compress_stage
+from rdflow.stages import video_codecs as video_codecs_stage
 
 
 rule aggregate_image:
     input:
-        rows=lambda wc: study.image_rows(config, wc.dataset),
+        rows=lambda wc: compress_stage.image_rows(config, wc.dataset),
     output:
         csv=report(
-            "results/image_rd_{dataset}.csv",
+            paths.IMAGE_RD,
             caption="../report/image_rd_csv.rst",
             category="Image",
             subcategory="{dataset}",
         ),
         summary=report(
-            "results/image_rd_{dataset}_summary.csv",
+            paths.IMAGE_RD_SUMMARY,
             caption="../report/image_rd_summary.rst",
             category="Image",
             subcategory="{dataset}",
@@ -20,34 +26,32 @@ rule aggregate_image:
     log:
         "logs/aggregate_image/{dataset}.log",
     run:
-        from rdflow.aggregate import write_tables
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            write_tables(input.rows, output.csv, output.summary)
+            aggregate_stage.write_tables(input.rows, output.csv, output.summary)
 
 
 rule plot_image_rd:
     input:
-        summary="results/image_rd_{dataset}_summary.csv",
+        summary=paths.IMAGE_RD_SUMMARY,
     output:
         png=report(
-            "results/figures/image_rd_{dataset}_{metric}.png",
+            f"{paths.IMAGE_RD_FIGURE}.png",
             caption="../report/image_rd_plot.rst",
             category="Image",
             subcategory="{dataset}",
         ),
-        pdf="results/figures/image_rd_{dataset}_{metric}.pdf",
+        pdf=f"{paths.IMAGE_RD_FIGURE}.pdf",
     log:
         "logs/plot_image_rd/{dataset}_{metric}.log",
     wildcard_constraints:
-        metric="psnr_rgb|ms_ssim_db",
+        metric=_alternatives(_metrics.curve_columns()),
     run:
         from rdflow.runtime import job_log
-        from rdflow.plots import plot_image_rd
 
         with job_log(log[0]):
-            plot_image_rd(
+            aggregate_stage.plot_image_rd(
                 config,
                 wildcards.dataset,
                 wildcards.metric,
@@ -58,17 +62,17 @@ rule plot_image_rd:
 
 rule aggregate_video:
     input:
-        rows=lambda wc: study.video_rows(config, wc.sequence)
-        + video_codec_rows(config, wc.sequence),
+        rows=lambda wc: compress_stage.video_rows(config, wc.sequence)
+        + video_codecs_stage.sequence_rows(config, wc.sequence),
     output:
         csv=report(
-            "results/video_rd_{sequence}.csv",
+            paths.VIDEO_RD,
             caption="../report/video_rd_csv.rst",
             category="Video",
             subcategory="{sequence}",
         ),
         summary=report(
-            "results/video_rd_{sequence}_summary.csv",
+            paths.VIDEO_RD_SUMMARY,
             caption="../report/video_rd_summary.rst",
             category="Video",
             subcategory="{sequence}",
@@ -76,42 +80,37 @@ rule aggregate_video:
     log:
         "logs/aggregate_video/{sequence}.log",
     run:
-        from rdflow.aggregate import write_tables
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            write_tables(
+            aggregate_stage.write_tables(
                 input.rows, output.csv, output.summary, group=("sequence", "codec", "quality")
             )
 
 
 rule plot_video_rd:
     input:
-        summary="results/video_rd_{sequence}_summary.csv",
+        summary=paths.VIDEO_RD_SUMMARY,
     output:
         png=report(
-            "results/figures/video_rd_{sequence}_{metric}.png",
+            f"{paths.VIDEO_RD_FIGURE}.png",
             caption="../report/video_rd_plot.rst",
             category="Video",
             subcategory="{sequence}",
         ),
-        pdf="results/figures/video_rd_{sequence}_{metric}.pdf",
+        pdf=f"{paths.VIDEO_RD_FIGURE}.pdf",
     log:
         "logs/plot_video_rd/{sequence}_{metric}.log",
     wildcard_constraints:
-        metric="psnr_rgb|psnr_y|ms_ssim_db",
+        metric=_alternatives(_metrics.curve_columns()),
     run:
-        import pandas as pd
-        from rdflow.plots import LABELS, rd_curves, study_codecs
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            summary = pd.read_csv(input.summary)
-            title = f"{wildcards.sequence}: {LABELS.get(wildcards.metric, wildcards.metric)} vs rate"
-            rd_curves(
-                summary,
+            aggregate_stage.plot_video_rd(
+                config,
+                wildcards.sequence,
                 wildcards.metric,
+                input.summary,
                 [output.png, output.pdf],
-                title=title,
-                codecs=study_codecs(config),
             )

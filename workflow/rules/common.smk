@@ -1,33 +1,49 @@
-# Shared helpers: config validation, wildcard constraints, input functions, final targets.
+# Shared helpers: the study validated by every stage (rdflow.study), wildcard constraints,
+# input functions the rule files share, final targets.
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rdflow importable without install too
 
-import rdflow.config
+import rdflow
 from rdflow import study
-from rdflow.datasets import KODAK_SHA256
+from rdflow.codecs import codec_class, weights_file
 from rdflow.download import url_join
 from rdflow.plots import study_codecs
-from rdflow.sequences import sequence_path, sequences
-from rdflow.weights import weights_file
+from rdflow.config import dataset_images
+from rdflow.runtime import job_log
+from rdflow.sources.datasets import KODAK_SHA256
+from rdflow.sources.sequences import sequence_path, sequences, video_codecs
+from rdflow.stages import aggregate as aggregate_stage
+from rdflow.stages import download as download_stage
 
 try:
-    rdflow.config.validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    study.validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 except rdflow.RdflowError as _exc:  # the message names the key and the fix: no traceback
     print(f"rdflow: {_exc}", file=sys.stderr)
     raise SystemExit(1)
 
 DATASETS = sorted(config["datasets"])
 CODECS = sorted(config["codecs"])
-IMAGES = {d: rdflow.config.dataset_images(config, d) for d in DATASETS}
+IMAGES = {d: dataset_images(config, d) for d in DATASETS}
 SEQUENCES = sorted(sequences(config))
+VIDEO_IMAGE_CODECS = sorted(video_codecs(config))
 
 
 def _alternatives(names):
-    import re
-
     return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+_TAGS = {}
+
+
+def rule_tag(name):
+    """A rule-name-safe tag of a dataset or sequence name, unique within the study."""
+    tag = re.sub(r"\W", "_", name)
+    while _TAGS.setdefault(tag, name) != name:
+        tag += "_"
+    return tag
 
 
 wildcard_constraints:
@@ -45,26 +61,16 @@ def reconstruction(path):
 
 
 def all_targets():
-    """Tables and figures, and every per-item result: a deleted item result is redone (with
-    its aggregation) even when the tables that used it are still there."""
-    rows = [r for d in DATASETS for r in study.image_rows(config, d)]
-    rows += [r for s in SEQUENCES for r in study.video_rows(config, s)]
-    return study.all_targets(config) + rows
+    return study.all_targets(config)
 
 
 def image_input(wc):
-    """The file a coding job reads: the downloaded copy, or the local dataset's own file."""
-    d = config["datasets"][wc.dataset]
-    if d["kind"] == "kodak":
-        return f"resources/datasets/{wc.dataset}/{wc.image}.png"
-    if d["kind"] == "variant":  # made by rule preprocess_image (workflow/rules/report.smk)
-        return f"resources/variants/{wc.dataset}/{wc.image}.png"
-    return IMAGES[wc.dataset][wc.image]
+    """The file a job reads for ``wc.image`` of ``wc.dataset`` (rdflow.stages.download)."""
+    return download_stage.image_input(config, wc.dataset, wc.image)
 
 
 def image_sha256(wc):
-    d = config["datasets"][wc.dataset]
-    return KODAK_SHA256[wc.image] if d["kind"] == "kodak" else None
+    return download_stage.image_sha256(config, wc.dataset, wc.image)
 
 
 def weights_input(wc):
@@ -73,9 +79,9 @@ def weights_input(wc):
 
 
 def gpu_for_codec(wc):
-    """GPU rules declare resources: gpu=1 (learned codecs when a GPU may be used)."""
+    """GPU jobs declare resources: gpu=1 (the codec class says whether it runs on one)."""
     c = config["codecs"][wc.codec]
-    return int(c["kind"] == "learned" and config["device"] != "cpu")
+    return int(codec_class(c["kind"]).uses_gpu(c, config["device"]))
 
 
 onstart:

@@ -1,77 +1,112 @@
-# Stage: compression. One job per (dataset, codec, quality, image): the unit of caching.
-# run: jobs execute in threads of the Snakemake process (profiles/default: force-use-threads),
-# so torch and CompressAI are imported once and each model is loaded once per run (README).
-# No benchmark: here: for in-thread jobs Snakemake's benchmark samples the whole Snakemake
-# process (reading all its memory maps), which cost ~0.2 s per job and measures nothing of the
-# job; rows carry enc_s/dec_s and the process RSS/VRAM instead, and the complexity study
-# measures each codec's memory in isolation.
+# Stage: compression (rdflow.stages.compress). Per-item outputs are the unit of caching: each
+# (dataset | sequence, codec, quality, item) has its own bitstream, row and reconstruction. A
+# job codes a BATCH of up to `batch_size` items of one dataset or sequence with one (codec,
+# quality), so start-up (torch, the model; on SLURM the job's own Snakemake) is paid once per
+# batch. The batches are fixed by the study (items sorted, cut every batch_size): one rule per
+# (dataset | sequence, codec, quality, batch) with literal outputs, named
+# compress_image__<dataset>_<codec>_q<quality>_b<k> (compress_frame__... for sequences); literal
+# paths keep Snakemake's lookup of a file's producer O(log n) at thousands of items. A deleted
+# or changed item reruns its batch only. Jobs are run: jobs in threads of the Snakemake process
+# locally (profiles/default): torch is imported once, each model loaded once per run.
+from rdflow import paths
+from rdflow.stages import compress as compress_stage
 
 
-rule compress_image:
-    input:
-        image=image_input,
-        weights=weights_input,
-    output:
-        bitstream="results/image/{dataset}/{codec}/q{quality}/{image}.bin",
-        row="results/image/{dataset}/{codec}/q{quality}/{image}.json",
-        recon=reconstruction("results/image/{dataset}/{codec}/q{quality}/{image}.png"),
-    log:
-        "logs/compress_image/{dataset}/{codec}/q{quality}/{image}.log",
-    threads: 1
-    resources:
-        gpu=gpu_for_codec,
-    params:
-        sha256=image_sha256,
-    run:
-        from rdflow.coding import image_job
-        from rdflow.runtime import job_log
+def _batch_outputs(pattern, key, items, **fixed):
+    """Per-item bitstream, row and reconstruction paths of a batch."""
+    stems = [pattern.format(**fixed, **{key: i}) for i in items]
+    return dict(
+        bitstreams=[s + ".bin" for s in stems],
+        rows=[s + ".json" for s in stems],
+        recons=[reconstruction(s + ".png") for s in stems],
+    )
 
-        with job_log(log[0]):
-            image_job(
+
+def _outputs_dict(output):
+    return {k: list(getattr(output, k)) for k in ("bitstreams", "rows", "recons")}
+
+
+def _weights(codec, quality):
+    w = weights_file(config, codec, quality)
+    return [w] if w else []
+
+
+def _gpu(codec):
+    c = config["codecs"][codec]
+    return int(codec_class(c["kind"]).uses_gpu(c, config["device"]))
+
+
+for _d, _c, _q, _b, _images in compress_stage.image_jobs(config):
+
+    rule:
+        name:
+            f"compress_image__{rule_tag(_d)}_{rule_tag(_c)}_q{_q}_b{_b}"
+        input:
+            images=[download_stage.image_input(config, _d, i) for i in _images],
+            weights=_weights(_c, _q),
+        output:
+            **_batch_outputs(paths.IMAGE_ITEM, "image", _images, dataset=_d, codec=_c, quality=_q),
+        log:
+            paths.IMAGE_BATCH_LOG.format(dataset=_d, codec=_c, quality=_q, batch=_b),
+        threads: 1
+        resources:
+            gpu=_gpu(_c),
+            mem_mb=8000,
+            runtime=60,
+        params:
+            job=dict(
+                dataset=_d,
+                codec=_c,
+                quality=_q,
+                images=_images,
+                sha256=[download_stage.image_sha256(config, _d, i) for i in _images],
+            ),
+        run:
+            compress_stage.image_batch_job(
                 config=config,
-                dataset=wildcards.dataset,
-                image=wildcards.image,
-                codec=wildcards.codec,
-                quality=int(wildcards.quality),
-                image_path=input.image,
-                bitstream=output.bitstream,
-                out_json=output.row,
-                recon=output.recon,
+                **params.job,
+                inputs=list(input.images),
+                outputs=_outputs_dict(output),
                 weights_path=input.weights[0] if input.weights else None,
-                sha256=params.sha256,
                 threads=threads,
+                log_path=log[0],
             )
 
 
-rule compress_frame:
-    input:
-        yuv=lambda wc: sequence_path(config, wc.sequence),
-        probe="results/video/{sequence}/sequence.json",
-        weights=weights_input,
-    output:
-        bitstream="results/video/{sequence}/{codec}/q{quality}/{frame}.bin",
-        row="results/video/{sequence}/{codec}/q{quality}/{frame}.json",
-        recon=reconstruction("results/video/{sequence}/{codec}/q{quality}/{frame}.png"),
-    log:
-        "logs/compress_frame/{sequence}/{codec}/q{quality}/{frame}.log",
-    threads: 1
-    resources:
-        gpu=gpu_for_codec,
-    run:
-        from rdflow.coding import frame_job
-        from rdflow.runtime import job_log
+for _s, _c, _q, _b, _frames in compress_stage.frame_jobs(config):
 
-        with job_log(log[0]):
-            frame_job(
+    rule:
+        name:
+            f"compress_frame__{rule_tag(_s)}_{rule_tag(_c)}_q{_q}_b{_b}"
+        input:
+            yuv=sequence_path(config, _s),
+            probe=paths.SEQUENCE_PROBE.format(sequence=_s),
+            weights=_weights(_c, _q),
+        output:
+            **_batch_outputs(paths.FRAME_ITEM, "frame", _frames, sequence=_s, codec=_c, quality=_q),
+        log:
+            paths.FRAME_BATCH_LOG.format(sequence=_s, codec=_c, quality=_q, batch=_b),
+        threads: 1
+        resources:
+            gpu=_gpu(_c),
+            mem_mb=8000,
+            runtime=60,
+        params:
+            job=dict(sequence=_s, codec=_c, quality=_q, frames=_frames),
+        run:
+            compress_stage.frame_batch_job(
                 config=config,
-                sequence=wildcards.sequence,
-                frame=int(wildcards.frame),
-                codec=wildcards.codec,
-                quality=int(wildcards.quality),
+                **params.job,
                 seq_path=input.yuv,
-                bitstream=output.bitstream,
-                out_json=output.row,
-                recon=output.recon,
+                outputs=_outputs_dict(output),
                 weights_path=input.weights[0] if input.weights else None,
                 threads=threads,
+                log_path=log[0],
             )
+
+
+rule compress:
+    """Every per-item bitstream, row and reconstruction of the study, nothing after them
+    (`snakemake --cores 8 compress`)."""
+    input:
+        compress_stage.rows_of_study(config),

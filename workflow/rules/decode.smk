@@ -1,54 +1,49 @@
-# Stage: video sources and YUV decoding. UVG archives are downloaded and extracted; every sequence
-# is probed once (size, frame count, the frame selection checked) before its frames are coded.
-# Frames are read at their offset and converted YUV 4:2:0 -> RGB inside the coding jobs
-# (rdflow.video.read_frame, rdflow.yuv.yuv420_to_rgb): no per-frame copy of the source is stored.
+# Stage: video sources (rdflow.stages.decode; logic in rdflow.sources). UVG archives are
+# downloaded and extracted; every sequence is probed once (size, frame count, the frame
+# selection checked) before its frames are coded. Frames are read at their offset and converted
+# YUV 4:2:0 -> RGB inside the coding jobs (rdflow.sources.video.read_frame,
+# rdflow.metrics.yuv.yuv420_to_rgb): no per-frame copy of the source is stored.
+from rdflow import paths
+from rdflow.stages import decode as decode_stage
 
 
 rule download_sequence:
     output:
-        "resources/video/{sequence}.7z",
+        paths.SEQUENCE_ARCHIVE,
     log:
         "logs/download/video/{sequence}.log",
     params:
         url=lambda wc: config["video"]["sequences"][wc.sequence]["url"],
         sha256=lambda wc: config["video"]["sequences"][wc.sequence]["sha256"],
     run:
-        from rdflow.runtime import job_log
-        from rdflow.sequences import download
-
-        with job_log(log[0]):  # params.url/sha256 also make a changed URL or pin download again
-            download(config, wildcards.sequence, output[0])
+        # params.url/sha256 also make a changed URL or pin download again
+        decode_stage.download_job(config, wildcards.sequence, output[0], log[0])
 
 
 rule extract_sequence:
     input:
-        "resources/video/{sequence}.7z",
+        paths.SEQUENCE_ARCHIVE,
     output:
-        "resources/video/{sequence}.yuv",
+        paths.SEQUENCE_YUV,
     log:
         "logs/extract/video/{sequence}.log",
+    resources:
+        # ~3 GB of YUV per 1080p UVG clip out of its .7z
+        mem_mb=2000,
+        runtime=60,
     params:
         member=lambda wc: config["video"]["sequences"][wc.sequence]["member"],
     run:
-        from rdflow.runtime import job_log
-        from rdflow.sequences import extract
-
-        with job_log(
-            log[0]
-        ):  # member, width, height and frame count checked (rdflow.sequences)
-            extract(config, wildcards.sequence, input[0], output[0])
+        # member, width, height and frame count checked (rdflow.sources.sequences.extract)
+        decode_stage.extract_job(config, wildcards.sequence, input[0], output[0], log[0])
 
 
 rule probe_sequence:
     input:
         lambda wc: sequence_path(config, wc.sequence),
     output:
-        "results/video/{sequence}/sequence.json",
+        paths.SEQUENCE_PROBE,
     log:
         "logs/probe_sequence/{sequence}.log",
     run:
-        from rdflow.runtime import job_log
-        from rdflow.sequences import write_probe
-
-        with job_log(log[0]):
-            write_probe(config, wildcards.sequence, input[0], output[0])
+        decode_stage.probe_job(config, wildcards.sequence, input[0], output[0], log[0])

@@ -2,52 +2,43 @@
 # (sequence, video codec, quality) codes the selected frames as ONE bitstream with inter
 # prediction, decodes it from the file and writes one row per frame (a JSON list), which
 # aggregate_video puts into results/video_rd_{sequence}.csv beside the image codecs' frame rows.
-# Logic: rdflow.video_codecs (README, "Video codecs"). No benchmark: (an in-thread job: it would
-# sample the whole Snakemake process); the rows hold the codec's own enc_s/dec_s.
-from rdflow.video_codecs import sequence_rows as video_codec_rows
-from rdflow.video_codecs import video_codec_configs
-from rdflow.video_codecs import weights_file as video_codec_weights_file
+# Logic: rdflow.stages.video_codecs, rdflow.codecs.sequence/x26x/ssf (README, "Video codecs").
+# No benchmark: (an in-thread job: it would sample the whole Snakemake process); the rows hold
+# the codec's own enc_s/dec_s. Threads and GPU are asked of the codec's class.
+from rdflow import paths
+from rdflow.stages import video_codecs as video_codecs_stage
 
-VIDEO_CODEC_NAMES = sorted(video_codec_configs(config))
+VIDEO_CODEC_NAMES = sorted(video_codecs_stage.video_codec_configs(config))
 
 
 def video_codec_weights(wc):
-    w = video_codec_weights_file(config, wc.codec, wc.quality)
+    w = video_codecs_stage.weights_file(config, wc.codec, wc.quality)
     return [w] if w else []
-
-
-def video_codec_threads(wc):
-    c = video_codec_configs(config)[wc.codec]
-    return 1 if c["kind"] == "ssf2020" else int(c.get("threads") or 1)
-
-
-def gpu_for_video_codec(wc):
-    return int(
-        video_codec_configs(config)[wc.codec]["kind"] == "ssf2020" and config["device"] != "cpu"
-    )
 
 
 rule compress_sequence:
     input:
         yuv=lambda wc: sequence_path(config, wc.sequence),
-        probe="results/video/{sequence}/sequence.json",
+        probe=paths.SEQUENCE_PROBE,
         weights=video_codec_weights,
     output:
-        bitstream="results/video/{sequence}/{codec}/q{quality}/sequence.bin",
-        rows="results/video/{sequence}/{codec}/q{quality}/sequence_rows.json",
+        bitstream=paths.SEQUENCE_BITSTREAM,
+        rows=paths.SEQUENCE_ROWS,
     log:
         "logs/compress_sequence/{sequence}/{codec}/q{quality}.log",
     wildcard_constraints:
         codec=_alternatives(VIDEO_CODEC_NAMES),
-    threads: video_codec_threads
+    threads: lambda wc: video_codecs_stage.job_threads(config, wc.codec)
     resources:
-        gpu=gpu_for_video_codec,
+        gpu=lambda wc: int(video_codecs_stage.uses_gpu(config, wc.codec)),
+        # a whole sequence through one video codec (ffmpeg or SSF2020)
+        mem_mb=16000,
+        runtime=240,
     run:
         from rdflow.runtime import job_log
-        from rdflow.video_codecs import sequence_job
 
         with job_log(log[0]):
-            sequence_job(
+            video_codecs_stage.sequence_job(
                 config=config,
                 sequence=wildcards.sequence,
                 codec=wildcards.codec,
@@ -62,14 +53,14 @@ rule compress_sequence:
 
 rule download_video_zoo_weights:
     output:
-        "resources/weights/zoo-video/{architecture}/{metric}/q{quality}.pth.tar",
+        paths.ZOO_VIDEO_WEIGHTS,
     log:
         "logs/download/weights/video_{architecture}_{metric}_q{quality}.log",
     wildcard_constraints:
         architecture="ssf2020",
     run:
+        from rdflow.codecs.ssf import fetch_ssf_weights
         from rdflow.runtime import job_log
-        from rdflow.video_codecs import fetch_ssf_weights
 
         with job_log(log[0]):
             fetch_ssf_weights(

@@ -1,36 +1,39 @@
 # Stage: perceptual quality. VMAF (libvmaf in imageio-ffmpeg's ffmpeg) on every coded frame and
-# image, joined with the RD rows, and how PSNR and MS-SSIM track it (rdflow.perceptual).
+# image, joined with the RD rows, and how PSNR and MS-SSIM track it (rdflow.stages.vmaf).
 # The jobs list the temp() reconstruction PNGs as inputs, which keeps them until VMAF ran.
 # No benchmark: (in-thread jobs, see compress.smk); each job logs its own time.
-from types import SimpleNamespace
-
-from rdflow import perceptual
+from rdflow import paths
+from rdflow.stages import download as download_stage
+from rdflow.stages import vmaf as vmaf_stage
 
 
 def vmaf_image_refs(wc):
-    return [image_input(SimpleNamespace(dataset=wc.dataset, image=i)) for i in IMAGES[wc.dataset]]
+    return [download_stage.image_input(config, wc.dataset, i) for i in IMAGES[wc.dataset]]
 
 
 def vmaf_log_output(path):
-    return {"vmaf_log": path} if perceptual.settings(config)["keep_logs"] else {}
+    return {"vmaf_log": path} if vmaf_stage.settings(config)["keep_logs"] else {}
 
 
 rule vmaf_video:
     input:
         yuv=lambda wc: sequence_path(config, wc.sequence),
-        probe="results/video/{sequence}/sequence.json",
-        recons=lambda wc: perceptual.video_recons(config, wc.sequence, wc.codec, wc.quality),
+        probe=paths.SEQUENCE_PROBE,
+        recons=lambda wc: vmaf_stage.video_recons(config, wc.sequence, wc.codec, wc.quality),
     output:
-        **vmaf_log_output("results/vmaf/video/{sequence}/{codec}/q{quality}.vmaf.json"),
-        csv="results/vmaf/video/{sequence}/{codec}/q{quality}.csv",
+        **vmaf_log_output(paths.VMAF_VIDEO_LOG),
+        csv=paths.VMAF_VIDEO_CSV,
     log:
         "logs/vmaf_video/{sequence}/{codec}/q{quality}.log",
     threads: 4
+    resources:
+        mem_mb=4000,
+        runtime=60,
     run:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.score_video(
+            vmaf_stage.score_video(
                 config=config,
                 sequence=wildcards.sequence,
                 codec=wildcards.codec,
@@ -46,12 +49,12 @@ rule vmaf_video:
 rule vmaf_image:
     input:
         refs=vmaf_image_refs,
-        recons=lambda wc: perceptual.image_recons(
+        recons=lambda wc: vmaf_stage.image_recons(
             wc.dataset, wc.codec, wc.quality, IMAGES[wc.dataset]
         ),
     output:
-        **vmaf_log_output("results/vmaf/image/{dataset}/{codec}/q{quality}.vmaf.json"),
-        csv="results/vmaf/image/{dataset}/{codec}/q{quality}.csv",
+        **vmaf_log_output(paths.VMAF_IMAGE_LOG),
+        csv=paths.VMAF_IMAGE_CSV,
     log:
         "logs/vmaf_image/{dataset}/{codec}/q{quality}.log",
     threads: 4
@@ -61,7 +64,7 @@ rule vmaf_image:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.score_images(
+            vmaf_stage.score_images(
                 config=config,
                 dataset=wildcards.dataset,
                 codec=wildcards.codec,
@@ -77,11 +80,11 @@ rule vmaf_image:
 
 rule vmaf_table:
     input:
-        **perceptual.table_inputs(config),
+        **vmaf_stage.table_inputs(config),
     output:
-        table=report("results/vmaf.csv", caption="../report/vmaf_table.rst", category="Perceptual"),
+        table=report(paths.VMAF_TABLE, caption="../report/vmaf_table.rst", category="Perceptual"),
         corr=report(
-            "results/vmaf_correlation.csv",
+            paths.VMAF_CORRELATION,
             caption="../report/vmaf_correlation.rst",
             category="Perceptual",
         ),
@@ -91,20 +94,20 @@ rule vmaf_table:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.write_tables(dict(input.items()), output.table, output.corr)
+            vmaf_stage.write_tables(dict(input.items()), output.table, output.corr)
 
 
 rule plot_vmaf_bpp:
     input:
-        table="results/vmaf.csv",
+        table=paths.VMAF_TABLE,
     output:
         png=report(
-            "results/figures/vmaf_bpp_{domain}_{name}.png",
+            f"{paths.VMAF_BPP_FIGURE}.png",
             caption="../report/vmaf_bpp.rst",
             category="Perceptual",
             subcategory="{name}",
         ),
-        pdf="results/figures/vmaf_bpp_{domain}_{name}.pdf",
+        pdf=f"{paths.VMAF_BPP_FIGURE}.pdf",
     log:
         "logs/plot_vmaf_bpp/{domain}_{name}.log",
     wildcard_constraints:
@@ -114,7 +117,7 @@ rule plot_vmaf_bpp:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.plot_vmaf_bpp(
+            vmaf_stage.plot_vmaf_bpp(
                 input.table,
                 wildcards.domain,
                 wildcards.name,
@@ -125,22 +128,22 @@ rule plot_vmaf_bpp:
 
 rule plot_vmaf_vs_psnr_video:
     input:
-        table="results/vmaf.csv",
-        corr="results/vmaf_correlation.csv",
+        table=paths.VMAF_TABLE,
+        corr=paths.VMAF_CORRELATION,
     output:
         png=report(
-            "results/figures/vmaf_vs_psnr_video.png",
+            f"{paths.VMAF_VS_PSNR_VIDEO_FIGURE}.png",
             caption="../report/vmaf_vs_psnr.rst",
             category="Perceptual",
         ),
-        pdf="results/figures/vmaf_vs_psnr_video.pdf",
+        pdf=f"{paths.VMAF_VS_PSNR_VIDEO_FIGURE}.pdf",
     log:
         "logs/plot_vmaf_vs_psnr/video.log",
     run:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.plot_vmaf_vs_psnr(
+            vmaf_stage.plot_vmaf_vs_psnr(
                 input.table,
                 input.corr,
                 "video",
@@ -151,23 +154,23 @@ rule plot_vmaf_vs_psnr_video:
 
 rule plot_vmaf_vs_psnr_image:
     input:
-        table="results/vmaf.csv",
-        corr="results/vmaf_correlation.csv",
+        table=paths.VMAF_TABLE,
+        corr=paths.VMAF_CORRELATION,
     output:
         png=report(
-            "results/figures/vmaf_vs_psnr_image_{dataset}.png",
+            f"{paths.VMAF_VS_PSNR_IMAGE_FIGURE}.png",
             caption="../report/vmaf_vs_psnr.rst",
             category="Perceptual",
             subcategory="{dataset}",
         ),
-        pdf="results/figures/vmaf_vs_psnr_image_{dataset}.pdf",
+        pdf=f"{paths.VMAF_VS_PSNR_IMAGE_FIGURE}.pdf",
     log:
         "logs/plot_vmaf_vs_psnr/image_{dataset}.log",
     run:
         from rdflow.runtime import job_log
 
         with job_log(log[0]):
-            perceptual.plot_vmaf_vs_psnr(
+            vmaf_stage.plot_vmaf_vs_psnr(
                 input.table,
                 input.corr,
                 "image",

@@ -1,13 +1,20 @@
-"""Codecs: one interface for learned (CompressAI) and classical codecs.
+"""Codecs: one interface for learned (CompressAI) and classical codecs, of pictures and of
+whole sequences.
 
-A codec is a class with ``encode(rgb) -> bytes`` and ``decode(bytes) -> rgb`` (HxWx3 uint8),
-registered under a ``kind`` in :data:`CODECS`. config.yaml's ``codecs.<name>.kind`` picks the
-class; adding a codec is one class and one config entry.
+A codec is a class registered under a ``kind`` in :data:`CODECS`. Image codecs (``medium =
+"image"``, config ``codecs``) have ``encode(rgb) -> bytes`` and ``decode(bytes) -> rgb`` (HxWx3
+uint8); sequence codecs (``medium = "sequence"``, config ``video_codecs``: x264, x265, ssf2020)
+have ``encode(frames, clip) -> Encoded`` and ``decode(data, clip) -> frames``
+(:mod:`rdflow.codecs.sequence`). The entry's ``kind`` picks the class; adding a codec is one
+class and one config entry.
 """
 
 from __future__ import annotations
 
-from .base import CODECS, Codec, CodecSpec, build, get_cached, register  # noqa: F401
-from . import pillow  # noqa: F401,E402  registers jpeg, webp
-from . import ffmpeg  # noqa: F401,E402  registers jpeg2000, hevc_intra, av1_intra, jpegxl
-from . import learned  # noqa: F401,E402  registers learned (imports torch lazily)
+from .base import (  # noqa: F401
+    CODECS, Codec, CodecSpec, build, codec_class, codec_spec, get_cached, register, weights_file)
+from . import pillow  # noqa: F401  registers jpeg, webp
+from . import ffmpeg  # noqa: F401  registers jpeg2000, hevc_intra, av1_intra, jpegxl
+from . import learned  # noqa: F401  registers learned (imports torch lazily)
+from . import x26x  # noqa: F401  registers the sequence codecs x264, x265
+from . import ssf  # noqa: F401  registers the sequence codec ssf2020 (imports torch lazily)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import json
 import threading
 from dataclasses import dataclass, field
@@ -30,11 +29,20 @@ class CodecSpec:
 
 
 class Codec:
-    """Base class. Subclasses set ``kind`` and implement ``encode``/``decode``.
+    """Base class. Subclasses set ``kind`` (and ``medium``) and implement ``encode``/``decode``.
 
-    ``encode`` returns the complete bitstream (every byte that a decoder needs, so that bpp can
-    be computed from its length); ``decode`` inverts it to an 8-bit RGB image of the original
-    size.
+    Two contracts, one per ``medium``:
+
+    - ``"image"`` (config ``codecs``): ``encode(rgb) -> bytes`` returns the complete bitstream
+      of one HxWx3 uint8 picture (every byte that a decoder needs, so that bpp can be computed
+      from its length); ``decode(bytes) -> rgb`` inverts it to an 8-bit RGB image of the
+      original size.
+    - ``"sequence"`` (config ``video_codecs``; :class:`rdflow.codecs.sequence.SequenceCodec`):
+      ``encode(frames, clip) -> Encoded`` codes an iterable of frames (in the codec's
+      ``domain``: (Y, U, V) 4:2:0 planes or RGB) as ONE bitstream with inter prediction
+      (``Encoded.data``, the whole file, with each frame's bytes and type); ``decode(data,
+      clip)`` yields the decoded frames in display order. ``clip`` (a ``Clip``) gives the frame
+      size, rate and the sequence's YCbCr matrix, range and chroma siting.
     """
 
     kind: ClassVar[str] = ""
@@ -42,6 +50,64 @@ class Codec:
     quality_range: ClassVar[tuple[int, int]] = (0, 100)
     #: config keys of this kind and their defaults, filled in when the config is validated
     defaults: ClassVar[dict] = {}
+    #: "image": codes one picture at a time (config ``codecs``: datasets and per-frame video);
+    #: "sequence": codes a whole sequence as one bitstream with inter prediction (``video_codecs``)
+    medium: ClassVar[str] = "image"
+    #: runs a torch network: torch intra-op threads, and a GPU job (resources: gpu=1) unless
+    #: ``device: cpu``
+    uses_torch: ClassVar[bool] = False
+    #: published reference curves of this kind are named by the kind (``jpeg.json`` <-> kind
+    #: ``jpeg``); False for a family of models whose curves are named by architecture
+    curves_named_by_kind: ClassVar[bool] = True
+
+    # -- what the workflow asks of a configured entry (instead of testing its kind) ---------
+    #: config keys only some kinds take (besides kind, qualities, datasets, threads): a kind
+    #: lists those it takes; the others are refused for it, naming the kinds that take them
+    entry_keys: ClassVar[frozenset] = frozenset()
+
+    @classmethod
+    def check_entry(cls, config: dict, name: str, entry: dict, *, where: str) -> tuple[int, int] | None:
+        """Refuse a ``codecs.<name>`` entry this kind cannot run (RdflowError naming the key);
+        returns the range its qualities must lie in (None: :attr:`quality_range`)."""
+        same = [o for o in CODECS.values() if o.medium == cls.medium]
+        takes = {k for other in same for k in other.entry_keys}
+        for key in sorted(takes - set(cls.entry_keys)):
+            if key in entry:
+                owners = sorted(o.kind for o in same if key in o.entry_keys)
+                raise RdflowError(f"{where}.{key} only applies to kind: {', '.join(owners)} "
+                                  f"(this codec is {cls.kind})")
+        return None
+
+    @classmethod
+    def weights_file(cls, config: dict, name: str, entry: dict, quality: int) -> str | None:
+        """The weights file a job of (codec ``name``, ``quality``) reads (an input of the
+        rule), or None."""
+        return None
+
+    @classmethod
+    def downloads(cls, config: dict, name: str, entry: dict) -> list[str]:
+        """Files this entry fetches from the network (the ``download`` target)."""
+        return []
+
+    @classmethod
+    def trained_model(cls, entry: dict) -> str | None:
+        """The train stage's model (``train.<model>``) this entry codes with, if any."""
+        return None
+
+    @classmethod
+    def uses_gpu(cls, entry: dict, device: str) -> bool:
+        """Whether a job of this entry asks the scheduler for a GPU (``resources: gpu=1``)."""
+        return cls.uses_torch and device != "cpu"
+
+    @classmethod
+    def job_threads(cls, entry: dict) -> int:
+        """Threads a coding job of this entry declares."""
+        return int(entry.get("threads") or 1)
+
+    @classmethod
+    def trained_model(cls, entry: dict) -> str | None:
+        """The ``train.<model>`` (or shipped) model this entry codes with, or None."""
+        return None
 
     @classmethod
     def config_defaults(cls, entry: dict) -> dict:
@@ -107,47 +173,47 @@ def build(spec: CodecSpec) -> Codec:
     return codec_class(spec.kind, where=f"codecs.{spec.name}.kind")(spec)
 
 
-class _Cache:
-    """A small LRU of built (and warmed-up) codecs, shared by the jobs of one process.
+def _cache():
+    from ..runtime import Cache
 
-    Snakemake runs the coding jobs in threads of one process (see README), so a model is built
-    and warmed up once and reused by every image/frame job of the same operating point.
-    """
-
-    def __init__(self, maxsize: int = 6):
-        self.maxsize = maxsize
-        self._items: collections.OrderedDict[str, Codec] = collections.OrderedDict()
-        self._lock = threading.Lock()
-        self._building: dict[str, threading.Lock] = {}
-
-    def get(self, spec: CodecSpec, warmup: bool = True) -> Codec:
-        key = spec.key()
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            build_lock = self._building.setdefault(key, threading.Lock())
-        with build_lock:  # one thread builds; others with the same key wait for it
-            with self._lock:
-                if key in self._items:
-                    return self._items[key]
-            codec = build(spec)
-            if warmup:
-                codec.warmup()
-            with self._lock:
-                self._items[key] = codec
-                while len(self._items) > self.maxsize:
-                    self._items.popitem(last=False)
-                self._building.pop(key, None)
-            return codec
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = Cache(maxsize=6)
+    return _CACHE
 
 
-_CACHE = _Cache()
+_CACHE = None
 
 
 def get_cached(spec: CodecSpec, warmup: bool = True) -> Codec:
-    return _CACHE.get(spec, warmup=warmup)
+    """The built (and warmed-up) codec of ``spec``, shared by the jobs of one process: a model
+    is built once and reused by every image/frame of the same operating point."""
+
+    def make() -> Codec:
+        codec = build(spec)
+        if warmup:
+            codec.warmup()
+        return codec
+
+    return _cache().get(spec.key(), make)
+
+
+def weights_file(config: dict, name: str, quality: int | str, section: str = "codecs") -> str | None:
+    """The weights file a job of ``<section>.<name>`` at ``quality`` reads, or None."""
+    entry = config[section][name]
+    return codec_class(entry["kind"]).weights_file(config, name, entry, int(quality))
+
+
+#: keys of a config entry that select where it runs, not how it codes
+_PLACEMENT_KEYS = ("kind", "qualities", "datasets", "sequences")
+
+
+def codec_spec(config: dict, name: str, quality: int, weights_path: str | None = None,
+               section: str = "codecs") -> CodecSpec:
+    """The operating point ``quality`` of ``<section>.<name>`` (``codecs`` or ``video_codecs``)."""
+    entry = config[section][name]
+    options = {k: v for k, v in entry.items() if k not in _PLACEMENT_KEYS}
+    if weights_path:
+        options["weights_path"] = str(weights_path)
+    return CodecSpec(name=name, kind=entry["kind"], quality=int(quality), options=options,
+                     device=config.get("device", "auto"))

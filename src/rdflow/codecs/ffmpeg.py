@@ -3,7 +3,7 @@ AV1 intra (AVIF-like) and JPEG XL.
 
 Each ``encode`` is ONE ffmpeg process (raw RGB over stdin, the bitstream over stdout) and each
 ``decode`` is ONE ffmpeg process (the bitstream over stdin, a PPM over stdout); no file is
-written. The caller (:func:`rdflow.coding.code`) times them, so **enc_s/dec_s of these codecs
+written. The caller (:func:`rdflow.stages.compress.code`) times them, so **enc_s/dec_s of these codecs
 include ffmpeg's process start-up** (exec, library init, muxer/demuxer set-up: tens of ms; see
 below). Every encoder and decoder runs single-threaded, like the Pillow codecs.
 
@@ -48,17 +48,17 @@ stream; the decoder crops. Every other case writes the bare standard stream.
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 import struct
-import subprocess
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .. import RdflowError
 from .base import Codec, register
+from .ffmpeg_tools import (  # noqa: F401  (the tools the codecs and their tests use)
+    INSTALL_FIX, _library_version, _run, available_encoders, ffmpeg_exe, ffmpeg_version, read_ppm,
+    require_encoder)
 
 #: BT.601 full-range Y'CbCr, and the stream tags that say so
 MATRIX, RANGE = "bt601", "full"
@@ -72,83 +72,6 @@ HEVC_HEADER = b"RDFH"
 X265_MIN_SIDE = 16  # x265 (through ffmpeg) refuses pictures under 16 pixels on a side
 X265_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow", "placebo")
-INSTALL_FIX = ("set the environment variable IMAGEIO_FFMPEG_EXE to an ffmpeg that lists it in "
-               "'ffmpeg -encoders', or reinstall imageio-ffmpeg==0.8.1, whose bundled build has "
-               "libopenjpeg, libx265, libaom-av1 and libjxl (pip install --force-reinstall "
-               "imageio-ffmpeg==0.8.1)")
-
-
-# --------------------------------------------------------------------------- ffmpeg helpers
-def ffmpeg_exe() -> str:
-    """The ffmpeg binary of imageio-ffmpeg (``IMAGEIO_FFMPEG_EXE`` overrides it)."""
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        raise RdflowError("the ffmpeg codecs need imageio-ffmpeg, which is not installed: "
-                          "pip install imageio-ffmpeg==0.8.1") from None
-    try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError as e:
-        raise RdflowError(f"imageio-ffmpeg found no ffmpeg binary ({e}); {INSTALL_FIX}") from None
-
-
-def _run(exe: str, args: list[str], data: bytes | None = None, *, what: str) -> bytes:
-    """Run ffmpeg once; its stdout, or RdflowError with the command and the end of stderr."""
-    cmd = [exe, "-hide_banner", "-nostats", *args]
-    try:
-        p = subprocess.run(cmd, input=data, capture_output=True,
-                           stdin=None if data is not None else subprocess.DEVNULL)
-    except OSError as e:
-        raise RdflowError(f"{what}: could not run {exe} ({e}); {INSTALL_FIX}") from None
-    if p.returncode != 0:
-        err = p.stderr.decode("utf-8", "replace").strip()[-1500:]
-        raise RdflowError(f"{what}: ffmpeg exited with {p.returncode}.\ncommand: "
-                          f"{' '.join(cmd)}\n{err}")
-    return p.stdout
-
-
-@functools.lru_cache(maxsize=None)
-def ffmpeg_version(exe: str) -> str:
-    out = _run(exe, ["-version"], what="ffmpeg -version").decode("utf-8", "replace")
-    m = re.search(r"ffmpeg version (\S+)", out)
-    return m.group(1) if m else "unknown"
-
-
-@functools.lru_cache(maxsize=None)
-def available_encoders(exe: str) -> frozenset[str]:
-    """Names in ``ffmpeg -encoders`` (cached per binary)."""
-    out = _run(exe, ["-encoders"], what=f"{exe} -encoders").decode("utf-8", "replace")
-    names = set()
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and re.fullmatch(r"[VASFXBD.]{6}", parts[0]):
-            names.add(parts[1])
-    return frozenset(names)
-
-
-def require_encoder(encoder: str, *, where: str, exe: str | None = None) -> str:
-    """The ffmpeg binary, after checking that it has ``encoder``; RdflowError naming it if not."""
-    exe = exe or ffmpeg_exe()
-    if encoder not in available_encoders(exe):
-        raise RdflowError(
-            f"{where}: the ffmpeg encoder {encoder} is missing from {exe} (version "
-            f"{ffmpeg_version(exe)}; see '{exe} -encoders'). Fix: {INSTALL_FIX}, or remove "
-            "this codec from config.yaml")
-    return exe
-
-
-def read_ppm(data: bytes, *, what: str) -> np.ndarray:
-    """An 8-bit binary PPM (P6) as HxWx3 uint8."""
-    m = re.match(rb"P6\s+(\d+)\s+(\d+)\s+(\d+)\s", data)
-    if not m or int(m.group(3)) != 255:
-        raise RdflowError(f"{what}: ffmpeg did not return an 8-bit PPM image")
-    w, h = int(m.group(1)), int(m.group(2))
-    body = data[m.end():m.end() + w * h * 3]
-    if len(body) != w * h * 3:
-        raise RdflowError(f"{what}: ffmpeg returned a truncated {w}x{h} image")
-    return np.frombuffer(body, np.uint8).reshape(h, w, 3).copy()
-
-
 def jxl_distance(quality: float) -> float:
     """cjxl's quality (0–100) -> Butteraugli distance (libjxl's JxlEncoderDistanceFromQuality)."""
     if quality >= 100:
@@ -197,8 +120,9 @@ class FfmpegCodec(Codec):
                               f"{', '.join(cls.pix_fmts)}")
 
     @classmethod
-    def check_config(cls, c: dict, *, where: str) -> None:
-        """Called by rdflow.config.check: options, and the encoder in the bundled ffmpeg."""
+    def check_entry(cls, config: dict, name: str, c: dict, *, where: str):
+        """Options, and the encoder in the bundled ffmpeg."""
+        super().check_entry(config, name, c, where=where)
         cls.check_options(c, where=where)
         require_encoder(cls.encoder, where=f"{where}.kind: {cls.kind}")
 
@@ -284,30 +208,6 @@ class FfmpegCodec(Codec):
             "settings": f"quality={self.spec.quality} ({self.quality_meaning}); encode: {enc}; "
                         f"decode: {dec}",
         }
-
-
-@functools.lru_cache(maxsize=None)
-def _library_version(exe: str, encoder: str) -> str:
-    """The encoder library's version, from a probe encode of a 64x64 image (cached)."""
-    probe = {
-        "libx265": (["-c:v", "libx265", "-x265-params", "qp=30:log-level=info", "-f", "hevc"],
-                    rb"HEVC encoder version (\S+)", "x265 {}"),
-        "libaom-av1": (["-c:v", "libaom-av1", "-usage", "allintra", "-cpu-used", "8", "-crf",
-                        "40", "-b:v", "0", "-f", "obu"], rb"\] v(\d\S*)", "libaom {}"),
-        "libopenjpeg": (["-c:v", "libopenjpeg", "-format", "j2k", "-f", "image2pipe"],
-                        rb"Created by OpenJPEG version ([0-9][0-9A-Za-z.+-]*)", "OpenJPEG {}"),
-    }
-    if encoder not in probe:
-        return f"{encoder} version not reported by ffmpeg"
-    args, pattern, fmt = probe[encoder]
-    cmd = [exe, "-hide_banner", "-loglevel", "verbose", "-f", "rawvideo", "-pix_fmt", "rgb24",
-           "-s", "64x64", "-i", "pipe:0", *args, "-frames:v", "1", "pipe:1"]
-    try:
-        p = subprocess.run(cmd, input=bytes(64 * 64 * 3), capture_output=True)
-    except OSError:
-        return "unknown version"
-    m = re.search(pattern, p.stderr + p.stdout)
-    return fmt.format(m.group(1).decode("ascii", "replace")) if m else "unknown version"
 
 
 @register

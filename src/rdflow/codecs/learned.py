@@ -16,12 +16,14 @@ counts only the strings).
 from __future__ import annotations
 
 import struct
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .. import RdflowError
+from ..weights import load_torch_file, zoo_filename, zoo_hash_prefix, zoo_url  # noqa: F401
 from .base import Codec, register
 
 #: quality range of each zoo architecture (checked against compressai.zoo.image.cfgs in tests);
@@ -37,8 +39,6 @@ ARCH_QUALITIES: dict[str, tuple[int, int]] = {
 #: zoo metrics CompressAI publishes weights for
 ZOO_METRICS = ("mse", "ms-ssim")
 PAD_MULTIPLE = 64  # 6 strided (de)convolutions of stride 2
-
-import threading  # noqa: E402
 
 #: random init draws from torch's global generator: one seeded construction at a time, or
 #: models built concurrently by jobs in threads would get each other's numbers
@@ -56,34 +56,6 @@ def resolve_device(device: str) -> str:
             "set device: auto (uses the GPU when there is one) or device: cpu"
         )
     return device
-
-
-def zoo_url(architecture: str, metric: str, quality: int) -> str:
-    """The CompressAI zoo URL of pretrained weights (read from compressai, not copied)."""
-    from ..runtime import import_stack
-
-    import_stack()
-    from compressai.zoo.image import model_urls
-
-    try:
-        return model_urls[architecture][metric][quality]
-    except KeyError:
-        raise RdflowError(
-            f"CompressAI publishes no pretrained weights for {architecture} metric={metric} "
-            f"quality={quality}: use weights: checkpoint or weights: random"
-        ) from None
-
-
-def zoo_filename(architecture: str, metric: str, quality: int) -> str:
-    return zoo_url(architecture, metric, quality).rsplit("/", 1)[1]
-
-
-def zoo_hash_prefix(filename: str) -> str | None:
-    """The SHA-256 prefix a torch-hub style file name carries (``name-<sha256 prefix>.ext``)."""
-    import re
-
-    m = re.search(r"-([a-f0-9]{6,})\.", filename)
-    return m.group(1) if m else None
 
 
 def _unwrap_state_dict(obj):
@@ -121,8 +93,6 @@ def load_model(architecture: str, quality: int, weights: str, *, path: str | Non
     elif weights in ("pretrained", "checkpoint", "trained"):
         if path is None or not Path(path).is_file():
             raise RdflowError(f"weights file {path} for {architecture} q{quality} does not exist")
-        from ..train import load_torch_file
-
         obj = load_torch_file(path, what=f"weights for {architecture} q{quality}",
                               fix="Delete the file and rerun to download it again, or fix the checkpoint path")
         state = _unwrap_state_dict(obj)
@@ -148,6 +118,55 @@ class Learned(Codec):
     kind = "learned"
     quality_range = (1, 8)
     defaults = {"metric": "mse", "weights": "pretrained"}
+    uses_torch = True
+    curves_named_by_kind = False  # published curves carry the architecture's name
+    entry_keys = frozenset({"architecture", "checkpoint", "checkpoint_sha256", "weights", "model",
+                            "metric", "seed"})
+
+    @classmethod
+    def trained_model(cls, entry: dict) -> str | None:
+        """``model`` of an entry with ``weights: trained``."""
+        return entry.get("model") if entry.get("weights") == "trained" else None
+
+    @classmethod
+    def check_entry(cls, config: dict, name: str, c: dict, *, where: str):
+        """Architecture, weights source and its keys; returns the qualities' allowed range."""
+        super().check_entry(config, name, c, where=where)
+        arch = c.get("architecture")
+        if arch not in ARCH_QUALITIES:
+            raise RdflowError(f"{where}.architecture: unknown architecture {arch!r}; known: "
+                              f"{', '.join(sorted(ARCH_QUALITIES))}")
+        weights = c.get("weights", "pretrained")
+        if weights == "checkpoint" and not c.get("checkpoint"):
+            raise RdflowError(f"{where}.checkpoint: weights is 'checkpoint' but no checkpoint path/URL "
+                              "is given; set checkpoint: path/to/model-q{quality}.pth.tar")
+        if "model" in c and weights != "trained":
+            raise RdflowError(f"{where}.model only applies to weights: trained (this codec has "
+                              f"weights: {weights})")
+        _check_checkpoint_sha256(c, where)
+        if weights == "trained":
+            return _check_trained(config, name, c)
+        return ARCH_QUALITIES[arch]
+
+    @classmethod
+    def weights_file(cls, config: dict, name: str, entry: dict, quality: int) -> str | None:
+        from ..weights import learned_weights_file
+
+        return learned_weights_file(config, name, entry, quality)
+
+    @classmethod
+    def downloads(cls, config: dict, name: str, entry: dict) -> list[str]:
+        """Zoo files and checkpoint URLs (local checkpoints, trained and random: nothing)."""
+        from ..weights import is_url
+
+        w = entry.get("weights", "pretrained")
+        if w == "pretrained" or (w == "checkpoint" and is_url(entry["checkpoint"])):
+            return [cls.weights_file(config, name, entry, q) for q in entry["qualities"]]
+        return []
+
+    @classmethod
+    def trained_model(cls, entry: dict) -> str | None:
+        return entry.get("model") if entry.get("weights") == "trained" else None
 
     @classmethod
     def config_defaults(cls, entry: dict) -> dict:
@@ -249,3 +268,47 @@ class Learned(Codec):
             "weights": label,
             "device": self.device,
         }
+
+
+def _check_checkpoint_sha256(c: dict, where: str) -> None:
+    """checkpoint_sha256: one digest per quality, only for a checkpoint URL (warned without)."""
+    import logging
+
+    from ..download import url_scheme
+
+    sums, ck = c.get("checkpoint_sha256"), c.get("checkpoint")
+    scheme = url_scheme(ck) if isinstance(ck, str) else None
+    if sums is not None:
+        if c.get("weights") != "checkpoint" or scheme is None:
+            raise RdflowError(f"{where}.checkpoint_sha256 applies only to a learned codec with weights: "
+                              "checkpoint and a checkpoint URL (http, https or file); remove it here")
+        if len(sums) != len(c["qualities"]):
+            raise RdflowError(
+                f"{where}.checkpoint_sha256 has {len(sums)} digest(s) but qualities has "
+                f"{len(c['qualities'])} ({c['qualities']}): give one SHA-256 per quality, in the "
+                "order of qualities")
+    elif scheme in ("http", "https") and c.get("weights") == "checkpoint":
+        logging.getLogger("rdflow").warning(
+            "%s.checkpoint is a %s URL without %s.checkpoint_sha256: the downloaded file is not "
+            "checked against a digest (set checkpoint_sha256: one SHA-256 per quality)",
+            where, scheme, where)
+
+
+def _check_trained(config: dict, name: str, c: dict) -> tuple[int, int]:
+    """weights: trained — the model exists (a train recipe or shipped files) for every quality,
+    with the codec's architecture. Returns the range of qualities it has."""
+    from ..weights import trained_file
+
+    where = f"codecs.{name}"
+    recipe = (config.get("train") or {}).get(c.get("model"))
+    if recipe is not None:
+        if recipe["architecture"] != c["architecture"]:
+            raise RdflowError(f"{where}.architecture is {c['architecture']} but train.{c['model']} "
+                              f"trains {recipe['architecture']}: make them equal")
+        missing = [q for q in c["qualities"] if q not in recipe["qualities"]]
+        if missing:
+            raise RdflowError(f"{where}.qualities: {missing} are not trained by train.{c['model']} "
+                              f"(qualities {recipe['qualities']}); add them there or drop them here")
+    for q in c["qualities"]:
+        trained_file(config, c.get("model"), q, where=where)
+    return min(c["qualities"]), max(c["qualities"])

@@ -1,0 +1,58 @@
+"""The one row builder: a coded image, frame or sequence frame becomes one tidy row.
+
+Every coding path (image jobs, per-frame video jobs, sequence codecs) builds its rows here, so
+the columns mean the same everywhere: the item's keys first (dataset/image or sequence/frame,
+codec, quality), then rate (bytes, header_bytes, bpp), distortion (the study's ``metrics`` on
+RGB and, for video, psnr_y/u/v on the 4:2:0 planes), timing (enc_s, dec_s) and what ran (the
+codec's ``describe()``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+log = logging.getLogger("rdflow.rows")
+
+DEFAULT_METRICS = ["psnr_rgb", "ms_ssim"]
+
+
+def rate(n_bytes: float, width: int, height: int, header_bytes: float = 0) -> dict:
+    """Rate columns of ``n_bytes`` for one picture of ``width`` x ``height``."""
+    return {"height": int(height), "width": int(width), "bytes": n_bytes,
+            "header_bytes": header_bytes, "bpp": n_bytes * 8.0 / (width * height)}
+
+
+def distortion(config: dict, ref_rgb: np.ndarray, rec_rgb: np.ndarray, planes=None,
+               rec_planes=None) -> dict:
+    """The study's metrics on RGB; with ``planes`` (source 4:2:0 planes) and ``rec_planes``
+    (the reconstruction's), psnr_y/u/v too."""
+    from . import metrics as M
+
+    out = M.compute(ref_rgb, rec_rgb, config.get("metrics", DEFAULT_METRICS))
+    if planes is not None:
+        from .metrics.yuv import psnr_yuv
+
+        out.update(psnr_yuv(planes, rec_planes))
+    return out
+
+
+def build(keys: dict, *parts: dict, describe: dict | None = None) -> dict:
+    """``keys`` then each part in order, then the codec's ``describe()`` columns."""
+    row = dict(keys)
+    for part in parts:
+        row.update(part)
+    row.setdefault("device", "cpu")
+    if describe:
+        row.update(describe)
+    return row
+
+
+def warn_infinite(row: dict, item: str) -> None:
+    """Log a lossless reconstruction (an infinite PSNR) once per row."""
+    for k, v in row.items():
+        if isinstance(v, float) and math.isinf(v):
+            log.warning("%s is infinite for %s (lossless reconstruction)", k, item)
+            return

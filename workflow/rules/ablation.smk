@@ -1,0 +1,88 @@
+# Stage: preprocessing ablation (rdflow.stages.ablation). Variant datasets (datasets of kind
+# variant, or ablation.variants applied to ablation.datasets) are preprocessed images of a base
+# dataset, then coded and aggregated like any dataset; the ablation table and figures put each
+# variant beside its baseline.
+from rdflow import metrics as _metrics, paths
+from rdflow.stages import ablation as ablation_stage
+from rdflow.stages import download as download_stage
+
+VARIANTS = [d for d in DATASETS if config["datasets"][d]["kind"] == "variant"]
+BASES = [d for d in DATASETS if ablation_stage.variants_of(config, d)]
+
+
+rule preprocess_image:
+    input:
+        image=lambda wc: download_stage.image_input(
+            config, ablation_stage.base_of(config, wc.dataset), wc.image
+        ),
+    output:
+        paths.VARIANT_IMAGE,
+    log:
+        "logs/preprocess_image/{dataset}/{image}.log",
+    wildcard_constraints:
+        dataset=_alternatives(VARIANTS),
+    params:
+        step=lambda wc: config["datasets"][wc.dataset]["preprocess"],
+        sha256=lambda wc: download_stage.image_sha256(
+            config, ablation_stage.base_of(config, wc.dataset), wc.image
+        ),
+    run:
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            where = f"datasets.{wildcards.dataset}.preprocess"
+            ablation_stage.preprocess_image(
+                input.image, output[0], params.step, where=where, sha256=params.sha256
+            )
+
+
+rule ablation_table:
+    input:
+        lambda wc: [
+            paths.IMAGE_RD_SUMMARY.format(dataset=d)
+            for d in ablation_stage.members(config, wc.dataset)
+        ],
+    output:
+        report(
+            paths.ABLATION_CSV,
+            caption="../report/ablation_csv.rst",
+            category="Ablation",
+            subcategory="{dataset}",
+        ),
+    log:
+        "logs/ablation_table/{dataset}.log",
+    wildcard_constraints:
+        dataset=_alternatives(BASES),
+    params:
+        members=lambda wc: ablation_stage.members(config, wc.dataset),
+    run:
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            summaries = dict(zip(params.members, input))
+            ablation_stage.write_ablation_table(config, wildcards.dataset, summaries, output[0])
+
+
+rule plot_ablation:
+    input:
+        paths.ABLATION_CSV,
+    output:
+        png=report(
+            f"{paths.ABLATION_FIGURE}.png",
+            caption="../report/ablation_plot.rst",
+            category="Ablation",
+            subcategory="{dataset}",
+        ),
+        pdf=f"{paths.ABLATION_FIGURE}.pdf",
+    log:
+        "logs/plot_ablation/{dataset}_{metric}.log",
+    wildcard_constraints:
+        dataset=_alternatives(BASES),
+        metric=_alternatives(_metrics.curve_columns()),
+    run:
+        from rdflow.runtime import job_log
+
+        with job_log(log[0]):
+            ablation_stage.plot_ablation(
+                config, wildcards.dataset, wildcards.metric, input[0], [output.png, output.pdf]
+            )
