@@ -10,20 +10,40 @@
 # locally (profiles/default): torch is imported once, each model loaded once per run.
 from rdflow import paths
 from rdflow.stages import compress as compress_stage
+from rdflow.stages import detection as detection_stage
+from rdflow.stages import vmaf as vmaf_stage
+
+
+def _recon_users():
+    """(dataset | sequence, codec, quality) whose reconstructions a later stage reads: VMAF and
+    detection. Other points write no reconstruction (unless keep_reconstructions)."""
+    users = set(vmaf_stage.image_jobs(config)) | set(vmaf_stage.video_jobs(config))
+    if detection_stage.enabled(config):
+        for source, name in detection_stage.units(config):
+            users |= {(name, c, q) for c, q in detection_stage.points(config, source, name)}
+    return users
+
+
+RECON_USERS = _recon_users()
 
 
 def _batch_outputs(pattern, key, items, **fixed):
-    """Per-item bitstream, row and reconstruction paths of a batch."""
+    """Per-item bitstream, row and (when a later stage reads it or keep_reconstructions is
+    set) reconstruction paths of a batch."""
     stems = [pattern.format(**fixed, **{key: i}) for i in items]
+    point = (fixed.get("dataset", fixed.get("sequence")), fixed["codec"], fixed["quality"])
+    recons = config["keep_reconstructions"] or point in RECON_USERS
     return dict(
         bitstreams=[s + ".bin" for s in stems],
         rows=[s + ".json" for s in stems],
-        recons=[reconstruction(s + ".png") for s in stems],
+        recons=[reconstruction(s + ".png") for s in stems] if recons else [],
     )
 
 
 def _outputs_dict(output):
-    return {k: list(getattr(output, k)) for k in ("bitstreams", "rows", "recons")}
+    out = {k: list(getattr(output, k)) for k in ("bitstreams", "rows", "recons")}
+    out["recons"] = out["recons"] or [None] * len(out["rows"])
+    return out
 
 
 def _weights(codec, quality):
