@@ -176,3 +176,31 @@ def test_no_kind_tests_by_name_outside_the_class():
             if pat.search(line):
                 bad.append(f"{p.relative_to(REPO)}:{i}: {line.strip()}")
     assert not bad, bad
+
+
+def _run_blocks(text: str):
+    """(line, source) of every ``run:`` block of a rule file, dedented."""
+    import textwrap
+
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)run:\s*$", line)
+        if not m:
+            continue
+        ind, body = len(m.group(1)), []
+        for nxt in lines[i + 1:]:
+            if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= ind:
+                break
+            body.append(nxt)
+        yield i + 1, textwrap.dedent("\n".join(body))
+
+
+def test_run_blocks_are_one_call_each():
+    """A rule's run: block is imports and one call (into its stage module), nothing else."""
+    bad = []
+    for p in sorted((REPO / "workflow/rules").glob("*.smk")) + [REPO / "Snakefile"]:
+        for line, src in _run_blocks(p.read_text()):
+            stmts = [s for s in ast.parse(src).body if not isinstance(s, (ast.Import, ast.ImportFrom))]
+            if len(stmts) != 1 or not (isinstance(stmts[0], ast.Expr) and isinstance(stmts[0].value, ast.Call)):
+                bad.append(f"{p.relative_to(REPO)}:{line}")
+    assert not bad, f"run: blocks that are more than one call: {bad}"

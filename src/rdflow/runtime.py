@@ -158,3 +158,10 @@ def remove_stale_parts(folders=("results", "resources")) -> int:
     if n:
         logging.getLogger("rdflow").warning("removed %d partial file(s) a killed run left behind", n)
     return n
+
+
+def run_logged(log_path: str | Path | None, fn, *args, **kwargs):
+    """A rule's whole ``run:`` block: ``fn(*args, **kwargs)`` with this thread's ``rdflow`` log
+    records in ``log_path`` (:func:`job_log`)."""
+    with job_log(log_path):
+        return fn(*args, **kwargs)

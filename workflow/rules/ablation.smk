@@ -27,13 +27,17 @@ rule preprocess_image:
             config, ablation_stage.base_of(config, wc.dataset), wc.image
         ),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            where = f"datasets.{wildcards.dataset}.preprocess"
-            ablation_stage.preprocess_image(
-                input.image, output[0], params.step, where=where, sha256=params.sha256
-            )
+        run_logged(
+            log[0],
+            ablation_stage.preprocess_image,
+            input.image,
+            output[0],
+            params.step,
+            where=f"datasets.{wildcards.dataset}.preprocess",
+            sha256=params.sha256,
+        )
 
 
 rule ablation_table:
@@ -56,11 +60,16 @@ rule ablation_table:
     params:
         members=lambda wc: ablation_stage.members(config, wc.dataset),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            summaries = dict(zip(params.members, input))
-            ablation_stage.write_ablation_table(config, wildcards.dataset, summaries, output[0])
+        run_logged(
+            log[0],
+            ablation_stage.write_ablation_table,
+            config,
+            wildcards.dataset,
+            dict(zip(params.members, input)),
+            output[0],
+        )
 
 
 rule plot_ablation:
@@ -80,9 +89,14 @@ rule plot_ablation:
         dataset=_alternatives(BASES),
         metric=_alternatives(_metrics.curve_columns()),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            ablation_stage.plot_ablation(
-                config, wildcards.dataset, wildcards.metric, input[0], [output.png, output.pdf]
-            )
+        run_logged(
+            log[0],
+            ablation_stage.plot_ablation,
+            config,
+            wildcards.dataset,
+            wildcards.metric,
+            input[0],
+            [output.png, output.pdf],
+        )

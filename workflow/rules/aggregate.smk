@@ -26,10 +26,9 @@ rule aggregate_image:
     log:
         "logs/aggregate_image/{dataset}.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            aggregate_stage.write_tables(input.rows, output.csv, output.summary)
+        run_logged(log[0], aggregate_stage.write_tables, input.rows, output.csv, output.summary)
 
 
 rule plot_image_rd:
@@ -48,16 +47,17 @@ rule plot_image_rd:
     wildcard_constraints:
         metric=_alternatives(_metrics.curve_columns()),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            aggregate_stage.plot_image_rd(
-                config,
-                wildcards.dataset,
-                wildcards.metric,
-                input.summary,
-                [output.png, output.pdf],
-            )
+        run_logged(
+            log[0],
+            aggregate_stage.plot_image_rd,
+            config,
+            wildcards.dataset,
+            wildcards.metric,
+            input.summary,
+            [output.png, output.pdf],
+        )
 
 
 rule aggregate_video:
@@ -80,12 +80,16 @@ rule aggregate_video:
     log:
         "logs/aggregate_video/{sequence}.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            aggregate_stage.write_tables(
-                input.rows, output.csv, output.summary, group=("sequence", "codec", "quality")
-            )
+        run_logged(
+            log[0],
+            aggregate_stage.write_tables,
+            input.rows,
+            output.csv,
+            output.summary,
+            group=("sequence", "codec", "quality"),
+        )
 
 
 rule plot_video_rd:
@@ -104,13 +108,14 @@ rule plot_video_rd:
     wildcard_constraints:
         metric=_alternatives(_metrics.curve_columns()),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            aggregate_stage.plot_video_rd(
-                config,
-                wildcards.sequence,
-                wildcards.metric,
-                input.summary,
-                [output.png, output.pdf],
-            )
+        run_logged(
+            log[0],
+            aggregate_stage.plot_video_rd,
+            config,
+            wildcards.sequence,
+            wildcards.metric,
+            input.summary,
+            [output.png, output.pdf],
+        )

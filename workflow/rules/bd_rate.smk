@@ -16,15 +16,16 @@ rule bd_rate:
     params:
         settings=lambda wc: bd_rate_stage.settings(config),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            bd_rate_stage.write_bd_rate(
-                config,
-                input.image,
-                input.video,
-                output.csv,
-                html=output.html,
-                vmaf_csv=input.vmaf[0] if input.vmaf else None,
-                detection_csv=input.detection[0] if input.detection else None,
-            )
+        run_logged(
+            log[0],
+            bd_rate_stage.write_bd_rate,
+            config,
+            input.image,
+            input.video,
+            output.csv,
+            html=output.html,
+            vmaf_csv=input.vmaf[0] if input.vmaf else None,
+            detection_csv=input.detection[0] if input.detection else None,
+        )

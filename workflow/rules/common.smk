@@ -12,7 +12,7 @@ from rdflow.codecs import codec_class, weights_file
 from rdflow.download import url_join
 from rdflow.plots import study_codecs
 from rdflow.config import dataset_images
-from rdflow.runtime import job_log
+from rdflow.runtime import run_logged
 from rdflow.sources.datasets import KODAK_SHA256
 from rdflow.sources.sequences import sequence_path, sequences, video_codecs
 from rdflow.stages import aggregate as aggregate_stage

@@ -62,10 +62,9 @@ rule complexity_table:
     log:
         "logs/complexity_table.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            cplx.write_table(input, output[0])
+        run_logged(log[0], cplx.write_table, input, output[0])
 
 
 rule plot_complexity:
@@ -87,10 +86,9 @@ rule plot_complexity:
     log:
         "logs/plot_complexity.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            cplx.plot(input[0], output, codecs=study_codecs(config))
+        run_logged(log[0], cplx.plot, input[0], output, codecs=study_codecs(config))
 
 
 # Runs last: its inputs are every other final target. The benchmark files themselves are read
@@ -111,7 +109,6 @@ rule gather_benchmarks:
     params:
         patterns=lambda wc: {r.name: str(r.benchmark) for r in workflow.rules if r.benchmark},
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            cplx.gather_benchmarks(output[0], params.patterns)
+        run_logged(log[0], cplx.gather_benchmarks, output[0], params.patterns)

@@ -30,10 +30,14 @@ rule download_detection_weights:
     run:
         # the URL is not a params: (a changed mirror must not refetch weights already there)
         from rdflow.download import fetch
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            fetch(detection_stage.weights_url(config, wildcards.detector_weights), output[0])
+        run_logged(
+            log[0],
+            fetch,
+            detection_stage.weights_url(config, wildcards.detector_weights),
+            output[0],
+        )
 
 
 rule detect_original:
@@ -55,18 +59,19 @@ rule detect_original:
     params:
         detector=lambda wc: detection_stage.detector_options(config, wc.mvsource, wc.mvname),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            detection_stage.detect(
-                config,
-                source=wildcards.mvsource,
-                name=wildcards.mvname,
-                out=output[0],
-                codec=None,
-                quality=None,
-                threads=threads,
-            )
+        run_logged(
+            log[0],
+            detection_stage.detect,
+            config,
+            source=wildcards.mvsource,
+            name=wildcards.mvname,
+            out=output[0],
+            codec=None,
+            quality=None,
+            threads=threads,
+        )
 
 
 rule detect_decoded:
@@ -91,18 +96,19 @@ rule detect_decoded:
     params:
         detector=lambda wc: detection_stage.detector_options(config, wc.mvsource, wc.mvname),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            detection_stage.detect(
-                config,
-                source=wildcards.mvsource,
-                name=wildcards.mvname,
-                out=output[0],
-                codec=wildcards.codec,
-                quality=int(wildcards.quality),
-                threads=threads,
-            )
+        run_logged(
+            log[0],
+            detection_stage.detect,
+            config,
+            source=wildcards.mvsource,
+            name=wildcards.mvname,
+            out=output[0],
+            codec=wildcards.codec,
+            quality=int(wildcards.quality),
+            threads=threads,
+        )
 
 
 rule evaluate_detection:
@@ -122,20 +128,21 @@ rule evaluate_detection:
     params:
         labels=lambda wc: detection_stage.labels(config).get(wc.mvname),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            detection_stage.evaluate(
-                config,
-                source=wildcards.mvsource,
-                name=wildcards.mvname,
-                codec=wildcards.codec,
-                quality=int(wildcards.quality),
-                original=input.original,
-                decoded=input.decoded,
-                rate_rows=list(input.rows),
-                out=output[0],
-            )
+        run_logged(
+            log[0],
+            detection_stage.evaluate,
+            config,
+            source=wildcards.mvsource,
+            name=wildcards.mvname,
+            codec=wildcards.codec,
+            quality=int(wildcards.quality),
+            original=input.original,
+            decoded=input.decoded,
+            rate_rows=list(input.rows),
+            out=output[0],
+        )
 
 
 rule aggregate_machine_vision:
@@ -146,10 +153,9 @@ rule aggregate_machine_vision:
     log:
         "logs/aggregate_machine_vision.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            detection_stage.table(list(input), output[0])
+        run_logged(log[0], detection_stage.table, list(input), output[0])
 
 
 rule plot_machine_vision:
@@ -176,14 +182,15 @@ rule plot_machine_vision:
         mvsource="video|image",
         mvname=_alternatives(MV_NAMES),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            detection_stage.figures(
-                input[0],
-                wildcards.mvsource,
-                wildcards.mvname,
-                [output.map_png, output.map_pdf],
-                [output.proxy_png, output.proxy_pdf],
-                codecs=study_codecs(config),
-            )
+        run_logged(
+            log[0],
+            detection_stage.figures,
+            input[0],
+            wildcards.mvsource,
+            wildcards.mvname,
+            [output.map_png, output.map_pdf],
+            [output.proxy_png, output.proxy_pdf],
+            codecs=study_codecs(config),
+        )

@@ -29,10 +29,9 @@ rule download_kodak_image:
         sha256=image_sha256,
     run:
         from rdflow.download import fetch
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            fetch(params.url, output[0], sha256=params.sha256)
+        run_logged(log[0], fetch, params.url, output[0], sha256=params.sha256)
 
 
 rule download_zoo_weights:
@@ -41,17 +40,18 @@ rule download_zoo_weights:
     log:
         "logs/download/weights/{architecture}_{metric}_q{quality}.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
         from rdflow.weights import fetch_zoo
 
-        with job_log(log[0]):
-            fetch_zoo(
-                wildcards.architecture,
-                wildcards.metric,
-                int(wildcards.quality),
-                output[0],
-                config["weights"]["base_url"],
-            )
+        run_logged(
+            log[0],
+            fetch_zoo,
+            wildcards.architecture,
+            wildcards.metric,
+            int(wildcards.quality),
+            output[0],
+            config["weights"]["base_url"],
+        )
 
 
 rule download_checkpoint:
@@ -60,8 +60,9 @@ rule download_checkpoint:
     log:
         "logs/download/checkpoints/{codec}_q{quality}.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
         from rdflow.weights import fetch_checkpoint
 
-        with job_log(log[0]):
-            fetch_checkpoint(config, wildcards.codec, int(wildcards.quality), output[0])
+        run_logged(
+            log[0], fetch_checkpoint, config, wildcards.codec, int(wildcards.quality), output[0]
+        )

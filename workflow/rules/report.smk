@@ -18,7 +18,8 @@ rule environment:
         versions=report_stage.package_versions(),
         device=config.get("device", "auto"),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            report_stage.write_environment(config, output[0], repo=workflow.basedir)
+        run_logged(
+            log[0], report_stage.write_environment, config, output[0], repo=workflow.basedir
+        )

@@ -39,10 +39,9 @@ rule download_training_image:
         sha256=lambda wc: KODAK_SHA256[wc.image],
     run:
         from rdflow.download import fetch
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            fetch(params.url, output[0], sha256=params.sha256)
+        run_logged(log[0], fetch, params.url, output[0], sha256=params.sha256)
 
 
 # script: its own process (torch threads, CUDA context and memory of its own), every core the
@@ -92,9 +91,13 @@ rule training_table:
     log:
         "logs/training_table/{model}.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            train_stage.write_training_table(
-                wildcards.model, list(input), output.csv, [output.png, output.pdf]
-            )
+        run_logged(
+            log[0],
+            train_stage.write_training_table,
+            wildcards.model,
+            list(input),
+            output.csv,
+            [output.png, output.pdf],
+        )

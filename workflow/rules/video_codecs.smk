@@ -35,20 +35,21 @@ rule compress_sequence:
         mem_mb=16000,
         runtime=240,
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            video_codecs_stage.sequence_job(
-                config=config,
-                sequence=wildcards.sequence,
-                codec=wildcards.codec,
-                quality=int(wildcards.quality),
-                seq_path=input.yuv,
-                bitstream=output.bitstream,
-                out_json=output.rows,
-                weights_path=input.weights[0] if input.weights else None,
-                threads=threads,
-            )
+        run_logged(
+            log[0],
+            video_codecs_stage.sequence_job,
+            config=config,
+            sequence=wildcards.sequence,
+            codec=wildcards.codec,
+            quality=int(wildcards.quality),
+            seq_path=input.yuv,
+            bitstream=output.bitstream,
+            out_json=output.rows,
+            weights_path=input.weights[0] if input.weights else None,
+            threads=threads,
+        )
 
 
 rule download_video_zoo_weights:
@@ -60,12 +61,13 @@ rule download_video_zoo_weights:
         architecture="ssf2020",
     run:
         from rdflow.codecs.ssf import fetch_ssf_weights
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            fetch_ssf_weights(
-                wildcards.metric,
-                int(wildcards.quality),
-                output[0],
-                config["weights"]["base_url"],
-            )
+        run_logged(
+            log[0],
+            fetch_ssf_weights,
+            wildcards.metric,
+            int(wildcards.quality),
+            output[0],
+            config["weights"]["base_url"],
+        )

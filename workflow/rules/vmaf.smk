@@ -30,20 +30,21 @@ rule vmaf_video:
         mem_mb=4000,
         runtime=60,
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            vmaf_stage.score_video(
-                config=config,
-                sequence=wildcards.sequence,
-                codec=wildcards.codec,
-                quality=int(wildcards.quality),
-                seq_path=input.yuv,
-                recons=input.recons,
-                out_csv=output.csv,
-                out_log=output.get("vmaf_log"),
-                threads=threads,
-            )
+        run_logged(
+            log[0],
+            vmaf_stage.score_video,
+            config=config,
+            sequence=wildcards.sequence,
+            codec=wildcards.codec,
+            quality=int(wildcards.quality),
+            seq_path=input.yuv,
+            recons=input.recons,
+            out_csv=output.csv,
+            out_log=output.get("vmaf_log"),
+            threads=threads,
+        )
 
 
 rule vmaf_image:
@@ -61,21 +62,22 @@ rule vmaf_image:
     params:
         images=lambda wc: list(IMAGES[wc.dataset]),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            vmaf_stage.score_images(
-                config=config,
-                dataset=wildcards.dataset,
-                codec=wildcards.codec,
-                quality=int(wildcards.quality),
-                images=params.images,
-                refs=input.refs,
-                recons=input.recons,
-                out_csv=output.csv,
-                out_log=output.get("vmaf_log"),
-                threads=threads,
-            )
+        run_logged(
+            log[0],
+            vmaf_stage.score_images,
+            config=config,
+            dataset=wildcards.dataset,
+            codec=wildcards.codec,
+            quality=int(wildcards.quality),
+            images=params.images,
+            refs=input.refs,
+            recons=input.recons,
+            out_csv=output.csv,
+            out_log=output.get("vmaf_log"),
+            threads=threads,
+        )
 
 
 rule vmaf_table:
@@ -91,10 +93,11 @@ rule vmaf_table:
     log:
         "logs/vmaf_table.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            vmaf_stage.write_tables(dict(input.items()), output.table, output.corr)
+        run_logged(
+            log[0], vmaf_stage.write_tables, dict(input.items()), output.table, output.corr
+        )
 
 
 rule plot_vmaf_bpp:
@@ -114,16 +117,17 @@ rule plot_vmaf_bpp:
         domain="video|image",
         name=_alternatives(DATASETS + SEQUENCES),
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            vmaf_stage.plot_vmaf_bpp(
-                input.table,
-                wildcards.domain,
-                wildcards.name,
-                [output.png, output.pdf],
-                codecs=study_codecs(config),
-            )
+        run_logged(
+            log[0],
+            vmaf_stage.plot_vmaf_bpp,
+            input.table,
+            wildcards.domain,
+            wildcards.name,
+            [output.png, output.pdf],
+            codecs=study_codecs(config),
+        )
 
 
 rule plot_vmaf_vs_psnr_video:
@@ -140,16 +144,17 @@ rule plot_vmaf_vs_psnr_video:
     log:
         "logs/plot_vmaf_vs_psnr/video.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            vmaf_stage.plot_vmaf_vs_psnr(
-                input.table,
-                input.corr,
-                "video",
-                [output.png, output.pdf],
-                codecs=study_codecs(config),
-            )
+        run_logged(
+            log[0],
+            vmaf_stage.plot_vmaf_vs_psnr,
+            input.table,
+            input.corr,
+            "video",
+            [output.png, output.pdf],
+            codecs=study_codecs(config),
+        )
 
 
 rule plot_vmaf_vs_psnr_image:
@@ -167,14 +172,15 @@ rule plot_vmaf_vs_psnr_image:
     log:
         "logs/plot_vmaf_vs_psnr/image_{dataset}.log",
     run:
-        from rdflow.runtime import job_log
+        from rdflow.runtime import run_logged
 
-        with job_log(log[0]):
-            vmaf_stage.plot_vmaf_vs_psnr(
-                input.table,
-                input.corr,
-                "image",
-                [output.png, output.pdf],
-                dataset=wildcards.dataset,
-                codecs=study_codecs(config),
-            )
+        run_logged(
+            log[0],
+            vmaf_stage.plot_vmaf_vs_psnr,
+            input.table,
+            input.corr,
+            "image",
+            [output.png, output.pdf],
+            dataset=wildcards.dataset,
+            codecs=study_codecs(config),
+        )

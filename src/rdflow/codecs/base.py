@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import RdflowError
+from ..runtime import Cache
 
 
 @dataclass(frozen=True)
@@ -173,16 +174,8 @@ def build(spec: CodecSpec) -> Codec:
     return codec_class(spec.kind, where=f"codecs.{spec.name}.kind")(spec)
 
 
-def _cache():
-    from ..runtime import Cache
-
-    global _CACHE
-    if _CACHE is None:
-        _CACHE = Cache(maxsize=6)
-    return _CACHE
-
-
-_CACHE = None
+#: built codecs shared by the jobs of one process (rdflow.runtime.Cache: the one model cache)
+_CACHE = Cache(maxsize=6)
 
 
 def get_cached(spec: CodecSpec, warmup: bool = True) -> Codec:
@@ -195,7 +188,7 @@ def get_cached(spec: CodecSpec, warmup: bool = True) -> Codec:
             codec.warmup()
         return codec
 
-    return _cache().get(spec.key(), make)
+    return _CACHE.get(spec.key(), make)
 
 
 def weights_file(config: dict, name: str, quality: int | str, section: str = "codecs") -> str | None:

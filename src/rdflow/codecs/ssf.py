@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .. import RdflowError
+from ..runtime import Cache
 from .base import CodecSpec, register
 from .sequence import Clip, Encoded, SequenceCodec
 
@@ -183,22 +184,14 @@ def load_ssf(quality: int, weights: str, *, path: str | None = None, seed: int =
     return net.eval().to(device)
 
 
-def _models():
-    from ..runtime import Cache
-
-    global _MODELS
-    if _MODELS is None:
-        _MODELS = Cache(maxsize=3)
-    return _MODELS
-
-
-_MODELS = None
+#: loaded ssf2020 models of this process (rdflow.runtime.Cache)
+_MODELS = Cache(maxsize=3)
 
 
 def cached_ssf(**kwargs):
     """One model (and one lock) per (quality, weights, path, seed, device) in this process."""
     key = repr(sorted(kwargs.items()))
-    return _models().get(key, lambda: (load_ssf(**kwargs), threading.Lock()))
+    return _MODELS.get(key, lambda: (load_ssf(**kwargs), threading.Lock()))
 
 
 # ------------------------------------------------------------------------------------------
