@@ -26,10 +26,12 @@ include: "workflow/rules/compress.smk"
 include: "workflow/rules/video_codecs.smk"
 include: "workflow/rules/detection.smk"
 include: "workflow/rules/vmaf.smk"
+include: "workflow/rules/pairs.smk"
 include: "workflow/rules/complexity.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/bd_rate.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -59,8 +59,8 @@ def test_schema_documents_every_key():
 
 
 def test_unknown_codec_kind():
-    with pytest.raises(RdflowError, match=r"codecs\.x\.kind: unknown codec kind 'vvc'.*jpeg"):
-        validate(cfg(codecs__x={"kind": "vvc", "qualities": [1]}))
+    with pytest.raises(RdflowError, match=r"codecs\.x\.kind: unknown codec kind 'h266'.*jpeg"):
+        validate(cfg(codecs__x={"kind": "h266", "qualities": [1]}))
 
 
 def test_unknown_architecture_lists_known():

@@ -207,7 +207,7 @@ def test_checkpoint_sha256_config():
                              "checkpoint_sha256": ["a" * 64]}})
     with pytest.raises(RdflowError, match=r"codecs\.ckpt\.checkpoint_sha256 has 1 digest\(s\) but qualities has 2"):
         validate(c)
-    c = cfg(codecs={"ckpt": {**CKPT, "checkpoint": "ckpt/q{quality}.pth.tar", "qualities": [1],
+    c = cfg(codecs={"ckpt": {**CKPT, "weights": "pretrained", "qualities": [1],
                              "checkpoint_sha256": ["a" * 64]}})
     with pytest.raises(RdflowError, match=r"codecs\.ckpt\.checkpoint_sha256 applies only to"):
         validate(c)

@@ -17,7 +17,7 @@ PKG = SRC / "rdflow"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 STAGE_NAMES = ["download", "decode", "train", "compress", "video_codecs", "detection", "vmaf",
-               "complexity", "aggregate", "bd_rate", "ablation", "report"]
+               "pairs", "complexity", "aggregate", "export", "bd_rate", "ablation", "report"]
 
 
 def modules() -> dict[str, Path]:

@@ -65,8 +65,9 @@ def config_urls(config: dict) -> list[tuple[str, str]]:
         add(f"video.sequences.{name}.url", (s or {}).get("url"))
     for name, c in (config.get("codecs") or {}).items():
         ck = (c or {}).get("checkpoint")
-        if isinstance(ck, str) and "://" in ck:
-            add(f"codecs.{name}.checkpoint", ck)
+        for i, one in enumerate(ck if isinstance(ck, list) else [ck]):
+            if isinstance(one, str) and "://" in one:
+                add(f"codecs.{name}.checkpoint" + (f"[{i}]" if isinstance(ck, list) else ""), one)
     add("detection.base_url", (config.get("detection") or {}).get("base_url"))
     for name, t in (config.get("train") or {}).items():
         add(f"train.{name}.base_url", (t or {}).get("base_url"))

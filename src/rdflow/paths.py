@@ -68,6 +68,9 @@ FRAME_BATCH_LOG = "logs/compress_frame/{sequence}/{codec}/q{quality}/b{batch}.lo
 #: one (sequence, sequence codec, quality): the whole bitstream file and its per-frame rows
 SEQUENCE_BITSTREAM = "results/video/{sequence}/{codec}/q{quality}/sequence.bin"
 SEQUENCE_ROWS = "results/video/{sequence}/{codec}/q{quality}/sequence_rows.json"
+#: its decoded frames, for VMAF and detection (temp() unless keep_reconstructions): raw frames in
+#: the codec's domain, the selected frames in order (I420 planes, or packed RGB24 for RGB codecs)
+SEQUENCE_RECON = "results/video/{sequence}/{codec}/q{quality}/sequence_recon.raw"
 #: pretrained weights of a learned sequence codec (ssf2020), rule download_video_zoo_weights
 ZOO_VIDEO_WEIGHTS = "resources/weights/zoo-video/{architecture}/{metric}/q{quality}.pth.tar"
 # (end video_codecs)
@@ -105,6 +108,14 @@ VMAF_BPP_FIGURE = "results/figures/vmaf_bpp_{domain}_{name}"
 VMAF_VS_PSNR_VIDEO_FIGURE = "results/figures/vmaf_vs_psnr_video"
 VMAF_VS_PSNR_IMAGE_FIGURE = "results/figures/vmaf_vs_psnr_image_{dataset}"
 # (end vmaf)
+
+# -- pairs (stages/pairs/)
+#: given (reference, distorted) pairs scored without coding: one pair's per-frame rows, the
+#: pooled table (one row per pair) and a sequence pair's per-frame figure
+PAIR_CSV = "results/pairs/{pair}.csv"
+PAIRS_TABLE = "results/pairs.csv"
+PAIR_FIGURE = "results/figures/pairs_{pair}.png"
+# (end pairs)
 
 # -- complexity (stages/complexity.py)
 COMPLEXITY_CSV = "results/complexity.csv"  # the gathered table
@@ -153,3 +164,10 @@ def figure_files(stem: str, **fields) -> list[str]:
     """The image files of a figure pattern (``IMAGE_RD_FIGURE``, ...) with ``fields`` filled."""
     return [stem.format(**fields) + s for s in FIGURE_SUFFIXES]
 # (end aggregate)
+
+# -- export (stages/export.py) and the rdflow-eval command (rdflow/evaluate.py)
+#: one (image dataset, codec) in CompressAI's results format (``python -m compressai.utils.plot``)
+COMPRESSAI_JSON = "results/compressai/{dataset}/{codec}.json"
+#: rdflow-eval's folder for ``--name``: its study.yaml, and the run's working directory
+EVAL_DIR = "results/eval/{name}"
+# (end export)

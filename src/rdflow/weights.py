@@ -34,10 +34,41 @@ def learned_weights_file(config: dict, codec: str, c: dict, quality: int | str) 
                                   quality=quality)
     if w == "trained":
         return trained_file(config, c.get("model"), quality, where=f"codecs.{codec}")
-    src = c["checkpoint"].format(quality=quality)
+    src = checkpoint_source(c, quality)
     if is_url(src):
         return CHECKPOINT.format(codec=codec, quality=quality)
     return src
+
+
+def checkpoint_source(c: dict, quality: int | str) -> str:
+    """The path or URL of a codec entry's checkpoint at ``quality``: ``checkpoint`` is a
+    template with ``{quality}`` or a list of one path/URL per quality, in the order of
+    ``qualities``."""
+    ck = c["checkpoint"]
+    if isinstance(ck, list):
+        return ck[[int(q) for q in c["qualities"]].index(int(quality))]
+    return ck.replace("{quality}", str(quality))
+
+
+def check_checkpoints(c: dict, where: str) -> None:
+    """``checkpoint`` names one file per quality: a list as long as ``qualities``, or a template
+    with ``{quality}`` when there is more than one quality; local files exist."""
+    ck, qualities = c.get("checkpoint"), list(c["qualities"])
+    if isinstance(ck, list):
+        if len(ck) != len(qualities):
+            raise RdflowError(f"{where}.checkpoint lists {len(ck)} file(s) but qualities has "
+                              f"{len(qualities)} ({qualities}): give one checkpoint per quality, in "
+                              "the order of qualities")
+    elif "{quality}" not in ck and len(qualities) > 1:
+        raise RdflowError(f"{where}.checkpoint {ck!r} has no {{quality}} placeholder, so every "
+                          f"quality of {qualities} would load the same file: write the template "
+                          "with {quality} (e.g. ckpt/model-q{quality}.pth.tar) or list one file per "
+                          "quality")
+    for q in qualities:
+        src = checkpoint_source(c, q)
+        if not is_url(src) and not Path(src).is_file():
+            raise RdflowError(f"{where}.checkpoint: the checkpoint of quality {q}, {src}, does not "
+                              f"exist (working directory {Path.cwd()}); fix the path or the template")
 
 
 def trained_file(config: dict, model: str | None, quality: int | str, *, where: str) -> str:
@@ -114,7 +145,7 @@ def fetch_checkpoint(config: dict, codec: str, quality: int, dest: str) -> Path:
     """
     from .download import check_scheme, checkpoint_sha256, fetch
 
-    src = config["codecs"][codec]["checkpoint"].format(quality=quality)
+    src = checkpoint_source(config["codecs"][codec], quality)
     if not is_url(src):
         raise RdflowError(f"codecs.{codec}.checkpoint {src} is a local path, nothing to fetch")
     check_scheme(src, f"codecs.{codec}.checkpoint")

@@ -16,7 +16,8 @@ from rdflow.stages import vmaf as vmaf_stage
 
 def _recon_users():
     """(dataset | sequence, codec, quality) whose reconstructions a later stage reads: VMAF and
-    detection. Other points write no reconstruction (unless keep_reconstructions)."""
+    detection. Other points write no reconstruction (unless keep_reconstructions). Sequence
+    codecs' points are in it too (video_codecs.smk asks it for compress_sequence)."""
     users = set(vmaf_stage.image_jobs(config)) | set(vmaf_stage.video_jobs(config))
     if detection_stage.enabled(config):
         for source, name in detection_stage.units(config):
@@ -33,10 +34,13 @@ def _batch_outputs(pattern, key, items, **fixed):
     stems = [pattern.format(**fixed, **{key: i}) for i in items]
     point = (fixed.get("dataset", fixed.get("sequence")), fixed["codec"], fixed["quality"])
     recons = config["keep_reconstructions"] or point in RECON_USERS
+    # rows first, then reconstructions, bitstreams last: Snakemake finds a file's producer by
+    # matching the rule's outputs in order, and rows are looked up most (tables and targets),
+    # reconstructions next (VMAF, detection), bitstreams never
     return dict(
-        bitstreams=[s + ".bin" for s in stems],
         rows=[s + ".json" for s in stems],
         recons=[reconstruction(s + ".png") for s in stems] if recons else [],
+        bitstreams=[s + ".bin" for s in stems],
     )
 
 
@@ -49,6 +53,11 @@ def _outputs_dict(output):
 def _weights(codec, quality):
     w = weights_file(config, codec, quality)
     return [w] if w else []
+
+
+def _threads(codec):
+    c = config["codecs"][codec]
+    return codec_class(c["kind"]).job_threads(c)
 
 
 def _gpu(codec):
@@ -64,11 +73,12 @@ for _d, _c, _q, _b, _images in compress_stage.image_jobs(config):
         input:
             images=[download_stage.image_input(config, _d, i) for i in _images],
             weights=_weights(_c, _q),
+            external=compress_stage.item_inputs(config, _c, _q, "image", _images, dataset=_d),
         output:
             **_batch_outputs(paths.IMAGE_ITEM, "image", _images, dataset=_d, codec=_c, quality=_q),
         log:
             paths.IMAGE_BATCH_LOG.format(dataset=_d, codec=_c, quality=_q, batch=_b),
-        threads: 1
+        threads: _threads(_c)
         resources:
             gpu=_gpu(_c),
             mem_mb=8000,
@@ -102,11 +112,12 @@ for _s, _c, _q, _b, _frames in compress_stage.frame_jobs(config):
             yuv=sequence_path(config, _s),
             probe=paths.SEQUENCE_PROBE.format(sequence=_s),
             weights=_weights(_c, _q),
+            external=compress_stage.item_inputs(config, _c, _q, "frame", _frames, sequence=_s),
         output:
             **_batch_outputs(paths.FRAME_ITEM, "frame", _frames, sequence=_s, codec=_c, quality=_q),
         log:
             paths.FRAME_BATCH_LOG.format(sequence=_s, codec=_c, quality=_q, batch=_b),
-        threads: 1
+        threads: _threads(_c)
         resources:
             gpu=_gpu(_c),
             mem_mb=8000,

@@ -57,6 +57,9 @@ class Codec:
     #: runs a torch network: torch intra-op threads, and a GPU job (resources: gpu=1) unless
     #: ``device: cpu``
     uses_torch: ClassVar[bool] = False
+    #: rdflow runs the coder itself (False: results made elsewhere, rdflow.codecs.decoded):
+    #: encode/decode times are measured and the complexity stage can measure it
+    codes_here: ClassVar[bool] = True
     #: published reference curves of this kind are named by the kind (``jpeg.json`` <-> kind
     #: ``jpeg``); False for a family of models whose curves are named by architecture
     curves_named_by_kind: ClassVar[bool] = True
@@ -106,9 +109,10 @@ class Codec:
         return int(entry.get("threads") or 1)
 
     @classmethod
-    def trained_model(cls, entry: dict) -> str | None:
-        """The ``train.<model>`` (or shipped) model this entry codes with, or None."""
-        return None
+    def item_inputs(cls, config: dict, name: str, entry: dict, quality: int, keys: dict) -> list[str]:
+        """Files one item's coding reads besides its source (inputs of its job), e.g. a decoded
+        result's bitstream and reconstruction; ``keys``: dataset+image or sequence+frame."""
+        return []
 
     @classmethod
     def config_defaults(cls, entry: dict) -> dict:
@@ -125,6 +129,15 @@ class Codec:
 
     def decode(self, data: bytes) -> np.ndarray:
         raise NotImplementedError
+
+    def encode_item(self, rgb: np.ndarray, item: dict) -> bytes:
+        """The bitstream of one item (``item``: dataset+image or sequence+frame); codecs that
+        code here encode ``rgb``."""
+        return self.encode(rgb)
+
+    def decode_item(self, data: bytes, item: dict, shape: tuple) -> np.ndarray:
+        """The reconstruction of one item from its bitstream (``shape``: the source's)."""
+        return self.decode(data)
 
     def describe(self) -> dict[str, Any]:
         """Columns that say exactly what ran (versions, settings, weights)."""
@@ -205,8 +218,11 @@ def codec_spec(config: dict, name: str, quality: int, weights_path: str | None =
                section: str = "codecs") -> CodecSpec:
     """The operating point ``quality`` of ``<section>.<name>`` (``codecs`` or ``video_codecs``)."""
     entry = config[section][name]
-    options = {k: v for k, v in entry.items() if k not in _PLACEMENT_KEYS}
+    options = {k: v for k, v in entry.items() if k not in _PLACEMENT_KEYS + ("checkpoint_sha256",)}
     if weights_path:
         options["weights_path"] = str(weights_path)
+    sums = entry.get("checkpoint_sha256")
+    if sums:  # the digest of this quality's checkpoint, checked before it is loaded
+        options["weights_sha256"] = sums[[int(q) for q in entry["qualities"]].index(int(quality))]
     return CodecSpec(name=name, kind=entry["kind"], quality=int(quality), options=options,
                      device=config.get("device", "auto"))

@@ -66,7 +66,7 @@ def _unwrap_state_dict(obj):
 
 
 def load_model(architecture: str, quality: int, weights: str, *, path: str | None = None,
-               seed: int = 0, device: str = "cpu"):
+               seed: int = 0, device: str = "cpu", sha256: str | None = None):
     """Build a CompressAI model in eval mode.
 
     weights: ``pretrained`` (zoo file at ``path``), ``checkpoint`` (a state dict at ``path``,
@@ -93,6 +93,10 @@ def load_model(architecture: str, quality: int, weights: str, *, path: str | Non
     elif weights in ("pretrained", "checkpoint", "trained"):
         if path is None or not Path(path).is_file():
             raise RdflowError(f"weights file {path} for {architecture} q{quality} does not exist")
+        if sha256:
+            from ..download import verify
+
+            verify(path, sha256, what=f"checkpoint of {architecture} q{quality}")
         obj = load_torch_file(path, what=f"weights for {architecture} q{quality}",
                               fix="Delete the file and rerun to download it again, or fix the checkpoint path")
         state = _unwrap_state_dict(obj)
@@ -140,6 +144,10 @@ class Learned(Codec):
         if weights == "checkpoint" and not c.get("checkpoint"):
             raise RdflowError(f"{where}.checkpoint: weights is 'checkpoint' but no checkpoint path/URL "
                               "is given; set checkpoint: path/to/model-q{quality}.pth.tar")
+        if weights == "checkpoint":
+            from ..weights import check_checkpoints
+
+            check_checkpoints(c, where)
         if "model" in c and weights != "trained":
             raise RdflowError(f"{where}.model only applies to weights: trained (this codec has "
                               f"weights: {weights})")
@@ -157,11 +165,14 @@ class Learned(Codec):
     @classmethod
     def downloads(cls, config: dict, name: str, entry: dict) -> list[str]:
         """Zoo files and checkpoint URLs (local checkpoints, trained and random: nothing)."""
-        from ..weights import is_url
+        from ..weights import checkpoint_source, is_url
 
         w = entry.get("weights", "pretrained")
-        if w == "pretrained" or (w == "checkpoint" and is_url(entry["checkpoint"])):
+        if w == "pretrained":
             return [cls.weights_file(config, name, entry, q) for q in entry["qualities"]]
+        if w == "checkpoint":
+            return [cls.weights_file(config, name, entry, q) for q in entry["qualities"]
+                    if is_url(checkpoint_source(entry, q))]
         return []
 
     @classmethod
@@ -179,15 +190,18 @@ class Learned(Codec):
         super().__init__(spec)
         import torch
 
+        self._torch = torch
+        self.device = resolve_device(spec.device)
+        self.net = self.load_net(spec)
+
+    def load_net(self, spec):
+        """The CompressAI model of ``spec``, in eval mode on :attr:`device`, entropy coders ready."""
         o = spec.options
         self.architecture = o["architecture"]
         self.weights = o.get("weights", "pretrained")
-        self.device = resolve_device(spec.device)
-        self.net = load_model(
-            self.architecture, spec.quality, self.weights, path=o.get("weights_path"),
-            seed=int(o.get("seed", 0)), device=self.device,
-        )
-        self._torch = torch
+        return load_model(self.architecture, spec.quality, self.weights, path=o.get("weights_path"),
+                          seed=int(o.get("seed", 0)), device=self.device,
+                          sha256=o.get("weights_sha256"))
 
     # -- bitstream ------------------------------------------------------------------------
     @staticmethod
@@ -271,23 +285,25 @@ class Learned(Codec):
 
 
 def _check_checkpoint_sha256(c: dict, where: str) -> None:
-    """checkpoint_sha256: one digest per quality, only for a checkpoint URL (warned without)."""
+    """checkpoint_sha256: one digest per quality, for checkpoints (local files are checked before
+    they are loaded, URLs when downloaded); an http(s) checkpoint without one is warned about."""
     import logging
 
     from ..download import url_scheme
 
     sums, ck = c.get("checkpoint_sha256"), c.get("checkpoint")
+    ck = ck[0] if isinstance(ck, list) and ck else ck
     scheme = url_scheme(ck) if isinstance(ck, str) else None
     if sums is not None:
-        if c.get("weights") != "checkpoint" or scheme is None:
-            raise RdflowError(f"{where}.checkpoint_sha256 applies only to a learned codec with weights: "
-                              "checkpoint and a checkpoint URL (http, https or file); remove it here")
+        if not ck or c.get("weights", "checkpoint") != "checkpoint":
+            raise RdflowError(f"{where}.checkpoint_sha256 applies only to checkpoints (weights: "
+                              "checkpoint with checkpoint: a path or URL); remove it here")
         if len(sums) != len(c["qualities"]):
             raise RdflowError(
                 f"{where}.checkpoint_sha256 has {len(sums)} digest(s) but qualities has "
                 f"{len(c['qualities'])} ({c['qualities']}): give one SHA-256 per quality, in the "
                 "order of qualities")
-    elif scheme in ("http", "https") and c.get("weights") == "checkpoint":
+    elif scheme in ("http", "https") and c.get("weights", "checkpoint") == "checkpoint":
         logging.getLogger("rdflow").warning(
             "%s.checkpoint is a %s URL without %s.checkpoint_sha256: the downloaded file is not "
             "checked against a digest (set checkpoint_sha256: one SHA-256 per quality)",

@@ -43,6 +43,11 @@ class Clip:
     matrix: str = "bt709"
     range: str = "limited"
     chroma_loc: str = "left"
+    #: the sequence's name, its frame count on disk and the coded frames' indices (codecs that
+    #: read results made elsewhere need them: rdflow.codecs.decoded)
+    name: str = ""
+    source_frames: int = 0
+    frames: tuple = ()
 
 
 @dataclass

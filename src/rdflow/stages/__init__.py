@@ -24,6 +24,8 @@ from . import (  # in DAG order below
     decode,
     detection,
     download,
+    export,
+    pairs,
     report,
     train,
     video_codecs,
@@ -31,5 +33,5 @@ from . import (  # in DAG order below
 )
 
 #: the stages in DAG order: the study validates and collects targets in this order
-STAGES = (download, decode, train, compress, video_codecs, detection, vmaf, complexity,
-          aggregate, bd_rate, ablation, report)
+STAGES = (download, decode, train, compress, video_codecs, detection, vmaf, pairs, complexity,
+          aggregate, export, bd_rate, ablation, report)

@@ -78,6 +78,13 @@ def frame_jobs(config: dict) -> list[tuple[str, str, int, int, list[int]]]:
             for q in config["codecs"][c]["qualities"] for b, frames in enumerate(frame_batches(config, s))]
 
 
+def item_inputs(config: dict, codec: str, quality: int, key: str, items: list, **fixed) -> list[str]:
+    """Files a batch's codec reads per item besides the source (asked of the codec class)."""
+    c = config["codecs"][codec]
+    cls = codec_class(c["kind"])
+    return [f for i in items for f in cls.item_inputs(config, codec, c, int(quality), {**fixed, key: i})]
+
+
 def item_files(pattern: str, ext: str, **keys) -> str:
     return pattern.format(**keys) + ext
 
@@ -108,8 +115,9 @@ def check(config: dict) -> None:
         raise RdflowError(f"config key metrics: {unknown} are not metrics a coding job computes; "
                           f"known: {', '.join(M.coding_metrics())} (a plugin can register more)")
     codecs = config.get("codecs") or {}
-    if not codecs:
-        raise RdflowError("config key codecs is empty: name at least one codec (see config.yaml)")
+    if not codecs and not config.get("pairs"):
+        raise RdflowError("config key codecs is empty: name at least one codec (see config.yaml), "
+                          "or only score existing pairs (pairs:)")
     names = set(config.get("datasets") or {}) | set((config.get("video") or {}).get("sequences") or {})
     for name, c in codecs.items():
         where = f"codecs.{name}"
@@ -152,21 +160,25 @@ def downloads(config: dict) -> list[str]:
 
 
 # -- one item ---------------------------------------------------------------------------------
-def code(codec, rgb: np.ndarray, bitstream_path: str | Path | None = None) -> Coded:
+def code(codec, rgb: np.ndarray, bitstream_path: str | Path | None = None,
+         item: dict | None = None) -> Coded:
     """Encode, (write the bitstream atomically and read it back,) decode; time both halves.
 
-    Timings exclude file I/O; the codec synchronises the device before returning.
+    Timings exclude file I/O; the codec synchronises the device before returning. A codec
+    that does not code here (results made elsewhere) reads the item's files: no times (NaN).
     """
     t0 = time.perf_counter()
-    data = codec.encode(rgb)
+    data = codec.encode_item(rgb, item or {})
     enc_s = time.perf_counter() - t0
     if bitstream_path is not None:
         write_bytes(bitstream_path, data)
         data = Path(bitstream_path).read_bytes()  # decode what is on disk, every byte of it
     t0 = time.perf_counter()
-    recon = codec.decode(data)
+    recon = codec.decode_item(data, item or {}, rgb.shape)
     codec.synchronize()
     dec_s = time.perf_counter() - t0
+    if not codec.codes_here:
+        enc_s = dec_s = math.nan
     if recon.shape != rgb.shape or recon.dtype != np.uint8:
         raise RdflowError(
             f"{codec.spec.name} decoded {recon.shape} {recon.dtype}, expected {rgb.shape} uint8")
@@ -232,12 +244,12 @@ def image_job(*, config: dict, dataset: str, image: str, codec: str, quality: in
     if sha256:
         verify(image_path, sha256, what=f"image {image} of dataset {dataset}")
     img = read_image(image_path)
-    coded = code(c, img.rgb, bitstream)
+    coded = code(c, img.rgb, bitstream, {"dataset": dataset, "image": image})
     h, w = img.rgb.shape[:2]
     row = rows.build({"dataset": dataset, "codec": codec, "quality": int(quality), "image": image},
                      rows.rate(len(coded.data), w, h, c.header_bytes(coded.data)),
                      rows.distortion(config, img.rgb, coded.recon),
-                     {"source_mode": img.source_mode, "threads": threads, "kind": spec.kind})
+                     {**rows.source(img), "threads": threads, "kind": spec.kind})
     return _finish(row, c, coded, f"{dataset}/{image}", recon, out_json)
 
 
@@ -259,7 +271,7 @@ def frame_job(*, config: dict, sequence: str, frame: int, codec: str, quality: i
     planes = read_frame(seq, frame)
     rgb = yuv420_to_rgb(*planes, **conv)
     c, spec, threads = _open_codec(config, codec, quality, weights_path, threads)
-    coded = code(c, rgb, bitstream)
+    coded = code(c, rgb, bitstream, {"sequence": sequence, "frame": int(frame)})
     h, w = rgb.shape[:2]
     row = rows.build({"sequence": sequence, "codec": codec, "quality": int(quality), "frame": int(frame)},
                      rows.rate(len(coded.data), w, h, c.header_bytes(coded.data)),

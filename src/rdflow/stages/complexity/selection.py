@@ -40,9 +40,10 @@ def enabled(config: dict) -> bool:
 
 
 def codec_names(config: dict) -> list[str]:
-    """The codecs measured (names under ``codecs``), sorted."""
+    """The codecs measured (names under ``codecs``; not those whose results were made
+    elsewhere: nothing runs here to measure), sorted."""
     only = settings(config)["codecs"]
-    names = sorted(config.get("codecs") or {})
+    names = [n for n in sorted(config.get("codecs") or {}) if codec_class(config, n).codes_here]
     return names if only is None else [n for n in names if n in set(only)]
 
 
@@ -121,6 +122,11 @@ def check(config: dict) -> None:
     """Semantic checks of the ``complexity:`` section at parse time (the schema did the types)."""
     st = settings(config)
     _check_codecs(st, sorted(config.get("codecs") or {}))
+    elsewhere = [c for c in st["codecs"] or [] if c in (config.get("codecs") or {})
+                 and not codec_class(config, c).codes_here]
+    if elsewhere and st["enabled"]:
+        raise RdflowError(f"complexity.codecs names {elsewhere}, whose results were made outside "
+                          "rdflow (nothing runs here to time or measure): leave them out")
     if st["qualities"] not in ("ends", "all"):
         raise RdflowError(f"complexity.qualities: {st['qualities']!r}; use ends (lowest and highest "
                           "of each codec) or all")
