@@ -146,15 +146,17 @@ def test_jp2_is_sycc_for_an_independent_decoder(pix_fmt):
 
 
 def test_one_ffmpeg_process_per_encode_and_decode(monkeypatch):
+    import rdflow.proc
+
     calls = []
-    real = subprocess.run
+    real = rdflow.proc.run
 
     def counting(cmd, *a, **k):
         calls.append(cmd)
         return real(cmd, *a, **k)
 
     c = _codec("jpegxl")
-    monkeypatch.setattr(subprocess, "run", counting)
+    monkeypatch.setattr(rdflow.proc, "run", counting)  # every child of a codec goes through it
     data = c.encode(_image(32, 32))
     assert len(calls) == 1
     c.decode(data)

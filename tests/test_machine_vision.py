@@ -325,6 +325,26 @@ def test_evaluate_job_against_pseudo_ground_truth_and_labels(tmp_path, monkeypat
     assert labels["uncompressed_map50"] == 1.0 and labels["uncompressed_map50_95"] == 1.0
 
 
+def test_evaluate_job_of_a_sequence_codec_reads_its_row_list(tmp_path, monkeypatch):
+    """A sequence codec's rate comes from its one JSON list of frame rows (its mean bpp is the
+    file's bits per pixel), its unit's rows name it like any codec."""
+    monkeypatch.chdir(tmp_path)
+    cfg = checked(study(tmp_path, n=2, extra={
+        "video_codecs": {"avc": {"kind": "x264", "qualities": [30]}}}))
+    assert ("avc", 30) in mv.points(cfg, "video", "synth")
+    _write_unit(tmp_path, {"0": _dets([[5, 5, 20, 40]], [1.1]), "1": _dets([[6, 5, 21, 40]], [0.9])})
+    (seq_rows,) = mv.rate_rows(cfg, "video", "synth", "avc", 30)
+    os.makedirs(os.path.dirname(seq_rows))
+    with open(seq_rows, "w") as fh:
+        json.dump([{"frame": 0, "bpp": 0.30, "psnr_rgb": 33.0},
+                   {"frame": 1, "bpp": 0.10, "psnr_rgb": 31.0}], fh)
+    (r,) = mv.evaluate(cfg, source="video", name="synth", codec="avc", quality=30,
+                       original=str(tmp_path / "orig.json"), decoded=str(tmp_path / "dec.json"),
+                       rate_rows=[seq_rows], out=str(tmp_path / "eval.json"))
+    assert r["codec"] == "avc" and r["bpp"] == pytest.approx(0.20) and r["psnr_rgb"] == 32.0
+    assert r["map50"] == pytest.approx(2 / 3, abs=0.01)
+
+
 def test_evaluate_job_refuses_mixed_settings_and_resized_labels(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     coco = _coco_json(tmp_path / "c.json", {"0": (64, 48), "1": (64, 48)}, [("0", [5, 5, 15, 35])])

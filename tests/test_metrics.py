@@ -103,3 +103,20 @@ def test_shape_mismatch_is_an_error():
 def test_unknown_metric_names_known_ones(pair):
     with pytest.raises(KeyError, match="psnr_rgb"):
         M.compute(*pair, ["psnr_hvs"])
+
+
+def test_pooled_psnr_is_the_psnr_of_the_sample_weighted_mean_mse():
+    assert M.pooled_psnr([10.0, 40.0]) == pytest.approx(10 * math.log10(255**2 / 25.0))
+    # an item of 3x the samples weighs 3x: (10 * 1 + 40 * 3) / 4 = 32.5
+    assert M.pooled_mse([10.0, 40.0], [100, 300]) == pytest.approx(32.5)
+    assert M.pooled_psnr([0.0, 0.0]) == math.inf
+    assert math.isnan(M.pooled_psnr([10.0, math.nan])) and math.isnan(M.pooled_psnr([]))
+
+
+def test_psnr_yuv_is_registered_with_the_pooled_columns():
+    from rdflow.metrics.yuv import weighted_psnr_yuv
+
+    assert weighted_psnr_yuv(40.0, 48.0, 56.0) == pytest.approx((6 * 40 + 48 + 56) / 8)
+    assert M.label("psnr_yuv") == "PSNR-YUV 6:1:1 [dB]" and M.unit("psnr_y_pooled") == "dB"
+    assert {"psnr_yuv", "psnr_y_pooled", "psnr_yuv_mse_pooled"} <= set(M.curve_columns())
+    assert "psnr_yuv" not in M.coding_metrics()  # from the 4:2:0 planes, not a `metrics` name

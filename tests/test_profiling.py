@@ -202,7 +202,8 @@ COMPLEXITY_COLUMNS = [
     "dec_s_median", "dec_s_p25", "dec_s_p75", "dec_s_min", "dec_s_max", "dec_s_std",
     "enc_network_s", "enc_entropy_s", "dec_network_s", "dec_entropy_s",
     "enc_cpu_s", "dec_cpu_s", "cpu_time_s",
-    "max_rss_mb", "rss_base_mb", "rss_method", "max_vram_alloc_mb", "max_vram_reserved_mb",
+    "max_rss_mb", "process_max_rss_mb", "child_max_rss_mb", "enc_child_cpu_s", "dec_child_cpu_s",
+    "rss_base_mb", "rss_method", "max_vram_alloc_mb", "max_vram_reserved_mb",
     "params", "model_bytes", "enc_kmac_per_px", "dec_kmac_per_px",
     "bpp", "source", "status", "error",
 ]

@@ -97,9 +97,12 @@ def test_quickstart_video_vmaf_detection(quickstart):
     assert v[v.codec.isin(["x264", "x265"])].groupby(["codec", "quality"]).size().eq(8).all()
     vm = pd.read_csv(r / "vmaf.csv")
     assert vm.vmaf.between(0, 100).all()
-    # per-frame codecs get VMAF per frame (sequence codecs: not yet, see the video-codecs issue)
+    # per-frame and sequence codecs get VMAF per frame
     assert (vm[(vm.domain == "video") & (vm.codec == "jpeg")].vmaf > 20).all()
     assert len(vm[(vm.domain == "video") & (vm.codec == "jpeg")]) == 6 * 8
+    seq = vm[(vm.domain == "video") & vm.codec.isin(["x264", "x265"])]
+    assert seq.groupby(["codec", "quality"]).size().eq(8).all() and len(seq) == 2 * 4 * 8
+    assert (seq.vmaf > 20).all()
     # FastestDet finds the cars of every original frame (the clip has 5-6 per frame)
     original = json.loads((r / "detection/video/cars/original.json").read_text())
     assert original["detector"]["backend"] == "fastestdet"

@@ -266,7 +266,9 @@ def test_ssf2020_pretrained_download_check_and_load(http_server, tmp_path, monke
     ({"kind": "x265", "qualities": [30], "preset": "fastest"}, "preset: 'fastest'"),
     ({"kind": "x264", "qualities": [30], "rate_control": "abr"}, "rate_control"),
     ({"kind": "x264", "qualities": [30], "weights": "random"}, "weights only applies to kind: ssf2020"),
-    ({"kind": "ssf2020", "qualities": [3], "preset": "slow"}, "preset only applies to x264/x265"),
+    # (the kinds taking preset: x264/x265 and any other sequence kind registered beside them)
+    ({"kind": "ssf2020", "qualities": [3], "preset": "slow"},
+     r"preset only applies to (\w+/)*x264/x265 \(this codec is ssf2020\)"),
     ({"kind": "ssf2020", "qualities": [3], "metric": "ms-ssim"}, "mse only"),
     ({"kind": "x264", "qualities": [30], "sequences": ["nope"]}, "sequences names \\['nope'\\]"),
 ])
@@ -366,8 +368,15 @@ def test_compress_sequence_through_snakemake(tmp_path, clip_file):
     from test_video_workflow import check_image_codec_frames
 
     assert len(check_image_codec_frames(work, df, "synth", clip_file, W, H, ["jpeg"])) == 4
+    # VMAF (on by default) scored every sequence codec's decoded frames too, ssf2020's RGB output
+    # included; the table's own check holds ffmpeg's psnr_y/u/v to the rows' (0.01 dB)
+    vm = pd.read_csv(work / "results/vmaf.csv")
+    assert vm.groupby("codec").size().to_dict() == {"avc": 8, "hevc": 4, "jpeg": 4, "ssf": 4}
+    assert vm.vmaf.between(0, 100).all()
+    assert not list((work / "results/video/synth").glob("*/q*/sequence_recon.raw"))  # temp()
     assert planned_jobs(work) == {}
-    # a deleted row file: exactly that job and the aggregation
+    # a deleted row file: exactly that job, its VMAF and the aggregation
     (work / "results/video/synth/avc/q37/sequence_rows.json").unlink()
     plan = planned_jobs(work)
     assert plan["compress_sequence"] == 1 and plan["aggregate_video"] == 1
+    assert plan["vmaf_video"] == 1

@@ -27,16 +27,34 @@ def rate(n_bytes: float, width: int, height: int, header_bytes: float = 0) -> di
 
 def distortion(config: dict, ref_rgb: np.ndarray, rec_rgb: np.ndarray, planes=None,
                rec_planes=None) -> dict:
-    """The study's metrics on RGB; with ``planes`` (source 4:2:0 planes) and ``rec_planes``
-    (the reconstruction's), psnr_y/u/v too."""
+    """The study's metrics on RGB (with ``psnr_rgb``, its ``mse_rgb``); with ``planes`` (source
+    4:2:0 planes) and ``rec_planes`` (the reconstruction's), psnr_y/u/v, the 6:1:1 psnr_yuv and
+    the planes' mse_y/u/v too. The MSEs are what summaries pool over items
+    (:func:`rdflow.stages.aggregate.pooled`)."""
     from . import metrics as M
 
-    out = M.compute(ref_rgb, rec_rgb, config.get("metrics", DEFAULT_METRICS))
+    out = {}
+    for name in config.get("metrics", DEFAULT_METRICS):
+        m = M.METRICS.get(name)
+        if name == "psnr_rgb" and m is not None and m.fn is M.psnr_rgb:  # the built-in: one MSE
+            e = M.mse(ref_rgb, rec_rgb)
+            out.update({"psnr_rgb": M.psnr_from_mse(e), "mse_rgb": e})
+        else:
+            out.update(M.compute(ref_rgb, rec_rgb, [name]))
     if planes is not None:
-        from .metrics.yuv import psnr_yuv
+        from .metrics.yuv import yuv_distortion
 
-        out.update(psnr_yuv(planes, rec_planes))
+        out.update(yuv_distortion(planes, rec_planes))
     return out
+
+
+def source(image) -> dict:
+    """Columns of the file an image row was coded from (a :class:`rdflow.sources.datasets.Image`):
+    ``source_mode`` (its Pillow mode before conversion to RGB), ``source_format`` (Pillow's
+    format name: PNG, JPEG, ...) and ``source_lossy`` (true for a lossy-coded file such as a
+    JPEG: its coding artefacts are part of the reference every codec is measured against)."""
+    return {"source_mode": image.source_mode, "source_format": image.format,
+            "source_lossy": bool(image.lossy)}
 
 
 def build(keys: dict, *parts: dict, describe: dict | None = None) -> dict:

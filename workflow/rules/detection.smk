@@ -11,6 +11,7 @@ from rdflow import paths
 from rdflow.stages import detection as detection_stage
 
 MV_NAMES = detection_stage.unit_names(config)
+# image codecs and sequence codecs (video_codecs.smk) alike
 
 
 def mv_figure(figure, ext):
@@ -76,7 +77,8 @@ rule detect_original:
 
 rule detect_decoded:
     input:
-        # the coding jobs' temp() reconstructions: listed here, they live until this job ran
+        # the coding jobs' temp() reconstructions (PNGs, or a sequence codec's file of decoded
+        # frames): listed here, they live until this job ran
         frames=lambda wc: detection_stage.decoded_paths(
             config, wc.mvsource, wc.mvname, wc.codec, wc.quality
         ),
@@ -88,6 +90,7 @@ rule detect_decoded:
     wildcard_constraints:
         mvsource="video|image",
         mvname=_alternatives(MV_NAMES),
+        codec=_alternatives(CODECS + VIDEO_CODEC_NAMES),
     threads: 1
     resources:
         gpu=lambda wc: detection_stage.gpu(config),
@@ -125,6 +128,7 @@ rule evaluate_detection:
     wildcard_constraints:
         mvsource="video|image",
         mvname=_alternatives(MV_NAMES),
+        codec=_alternatives(CODECS + VIDEO_CODEC_NAMES),
     params:
         labels=lambda wc: detection_stage.labels(config).get(wc.mvname),
     run:

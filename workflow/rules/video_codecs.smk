@@ -3,12 +3,29 @@
 # prediction, decodes it from the file and writes one row per frame (a JSON list), which
 # aggregate_video puts into results/video_rd_{sequence}.csv beside the image codecs' frame rows.
 # Logic: rdflow.stages.video_codecs, rdflow.codecs.sequence/x26x/ssf (README, "Video codecs").
+# When a later stage reads them (VMAF, detection: RECON_USERS of compress.smk) or with
+# keep_reconstructions, the job also writes the decoded frames (paths.SEQUENCE_RECON, temp()
+# unless kept) that vmaf_video and detect_decoded read. One rule for every point: the output is
+# declared when ANY sequence-codec point is read (a point nobody reads then has its temp file
+# deleted right after its job).
 # No benchmark: (an in-thread job: it would sample the whole Snakemake process); the rows hold
 # the codec's own enc_s/dec_s. Threads and GPU are asked of the codec's class.
 from rdflow import paths
 from rdflow.stages import video_codecs as video_codecs_stage
 
 VIDEO_CODEC_NAMES = sorted(video_codecs_stage.video_codec_configs(config))
+
+
+SEQUENCE_RECONS = config["keep_reconstructions"] or any(
+    point in RECON_USERS for point in video_codecs_stage.points(config)
+)
+
+
+def sequence_outputs():
+    out = dict(bitstream=paths.SEQUENCE_BITSTREAM, rows=paths.SEQUENCE_ROWS)
+    if SEQUENCE_RECONS:
+        out["recon"] = reconstruction(paths.SEQUENCE_RECON)
+    return out
 
 
 def video_codec_weights(wc):
@@ -21,9 +38,11 @@ rule compress_sequence:
         yuv=lambda wc: sequence_path(config, wc.sequence),
         probe=paths.SEQUENCE_PROBE,
         weights=video_codec_weights,
+        external=lambda wc: video_codecs_stage.item_inputs(
+            config, wc.codec, wc.quality, wc.sequence
+        ),
     output:
-        bitstream=paths.SEQUENCE_BITSTREAM,
-        rows=paths.SEQUENCE_ROWS,
+        **sequence_outputs(),
     log:
         "logs/compress_sequence/{sequence}/{codec}/q{quality}.log",
     wildcard_constraints:
@@ -49,6 +68,7 @@ rule compress_sequence:
             out_json=output.rows,
             weights_path=input.weights[0] if input.weights else None,
             threads=threads,
+            recon=output.get("recon"),
         )
 
 

@@ -1,6 +1,7 @@
 # Stage: perceptual quality. VMAF (libvmaf in imageio-ffmpeg's ffmpeg) on every coded frame and
 # image, joined with the RD rows, and how PSNR and MS-SSIM track it (rdflow.stages.vmaf).
-# The jobs list the temp() reconstruction PNGs as inputs, which keeps them until VMAF ran.
+# The jobs list the temp() reconstructions as inputs, which keeps them until VMAF ran: the
+# PNGs of image codecs, or the decoded frames of a sequence codec's compress_sequence job.
 # No benchmark: (in-thread jobs, see compress.smk); each job logs its own time.
 from rdflow import paths
 from rdflow.stages import download as download_stage
@@ -25,6 +26,8 @@ rule vmaf_video:
         csv=paths.VMAF_VIDEO_CSV,
     log:
         "logs/vmaf_video/{sequence}/{codec}/q{quality}.log",
+    wildcard_constraints:
+        codec=_alternatives(CODECS + VIDEO_CODEC_NAMES),  # image and sequence codecs
     threads: 4
     resources:
         mem_mb=4000,

@@ -35,10 +35,11 @@ def ffmpeg_exe() -> str:
 
 def _run(exe: str, args: list[str], data: bytes | None = None, *, what: str) -> bytes:
     """Run ffmpeg once; its stdout, or RdflowError with the command and the end of stderr."""
+    from ..proc import run
+
     cmd = [exe, "-hide_banner", "-nostats", *args]
     try:
-        p = subprocess.run(cmd, input=data, capture_output=True,
-                           stdin=None if data is not None else subprocess.DEVNULL)
+        p = run(cmd, input=data)  # the child's CPU time and peak RSS count in complexity
     except OSError as e:
         raise RdflowError(f"{what}: could not run {exe} ({e}); {INSTALL_FIX}") from None
     if p.returncode != 0:
@@ -100,6 +101,10 @@ def _library_version(exe: str, encoder: str) -> str:
                         "40", "-b:v", "0", "-f", "obu"], rb"\] v(\d\S*)", "libaom {}"),
         "libopenjpeg": (["-c:v", "libopenjpeg", "-format", "j2k", "-f", "image2pipe"],
                         rb"Created by OpenJPEG version ([0-9][0-9A-Za-z.+-]*)", "OpenJPEG {}"),
+        "libvvenc": (["-c:v", "libvvenc", "-preset", "faster", "-qp", "40", "-f", "vvc"],
+                     rb"libvvenc version: (\S+)", "VVenC {}"),
+        "libsvtav1": (["-c:v", "libsvtav1", "-preset", "12", "-crf", "50", "-f", "obu"],
+                      rb"SVT-AV1 Encoder Lib v?(\S+)", "SVT-AV1 {}"),
     }
     if encoder not in probe:
         return f"{encoder} version not reported by ffmpeg"

@@ -5,7 +5,9 @@ What is measured, and how (numbers must be trustworthy, so the semantics are spe
 * **Time** (:func:`rdflow.measure.timing.time_calls`): ``warmup`` calls first (excluded: they
   pay one-time costs such as oneDNN kernel selection or CUDA context creation for the exact
   input shape), then ``repeats`` calls, each timed with ``time.perf_counter`` (wall) and
-  ``time.process_time`` (CPU time of the whole process, all threads). ``sync`` (e.g.
+  ``time.process_time`` (CPU time of the whole process, all threads) plus the CPU time of the
+  child processes the call ran through :func:`rdflow.proc.run` (an ffmpeg or external-command
+  codec's encoder/decoder; reaped with ``os.wait4``, which gives each child's own usage). ``sync`` (e.g.
   ``torch.cuda.synchronize``) is called before each start and before each stop, so queued GPU
   work is inside the call that queued it. Report the median; p25/p75, min/max and std show the
   spread.
@@ -21,7 +23,9 @@ What is measured, and how (numbers must be trustworthy, so the semantics are spe
   column ``sampling``; it can miss peaks shorter than the interval, and costs a few percent of
   the timed calls through the GIL). The peak is the absolute process RSS (interpreter,
   libraries and the loaded model included); ``base_mb`` is the RSS at the start, so
-  ``peak_mb - base_mb`` is what the block added. RSS and CPU time are per process: run the
+  ``peak_mb - base_mb`` is what the block added. The largest child process's own peak RSS
+  (``ru_maxrss`` of ``os.wait4``) is reported beside it, and the complexity table's
+  ``max_rss_mb`` is their sum (the process waits while its child runs). RSS and CPU time are per process: run the
   study alone, or with ``isolate=True`` (each codec in its own child process).
 * **Peak GPU memory** (:class:`rdflow.measure.meters.GpuMeter`, ``gpu_peak``):
   ``torch.cuda.reset_peak_memory_stats`` at the start, ``max_memory_allocated`` /

@@ -26,7 +26,8 @@ COLUMNS = [
     "dec_s_median", "dec_s_p25", "dec_s_p75", "dec_s_min", "dec_s_max", "dec_s_std",
     "enc_network_s", "enc_entropy_s", "dec_network_s", "dec_entropy_s",
     "enc_cpu_s", "dec_cpu_s", "cpu_time_s",
-    "max_rss_mb", "rss_base_mb", "rss_method", "max_vram_alloc_mb", "max_vram_reserved_mb",
+    "max_rss_mb", "process_max_rss_mb", "child_max_rss_mb", "enc_child_cpu_s", "dec_child_cpu_s",
+    "rss_base_mb", "rss_method", "max_vram_alloc_mb", "max_vram_reserved_mb",
     "params", "model_bytes", "enc_kmac_per_px", "dec_kmac_per_px",
     "bpp", "source", "status", "error",
 ]
@@ -78,9 +79,15 @@ def _timing_columns(enc, dec) -> dict:
         t = m.timing
         row.update({f"{prefix}_s_median": t.median, f"{prefix}_s_p25": t.p25, f"{prefix}_s_p75": t.p75,
                     f"{prefix}_s_min": t.min, f"{prefix}_s_max": t.max, f"{prefix}_s_std": t.std,
-                    f"{prefix}_cpu_s": t.cpu_time})
+                    f"{prefix}_cpu_s": t.cpu_time, f"{prefix}_child_cpu_s": t.child_cpu_time})
     row["cpu_time_s"] = row["enc_cpu_s"] + row["dec_cpu_s"]
-    row["max_rss_mb"] = max(enc.rss_peak_mb, dec.rss_peak_mb)
+    # the process tree: this process's peak plus its largest encoder/decoder child's (the
+    # process waits while the child runs, so the sum bounds what both held at once)
+    row["process_max_rss_mb"] = max(enc.rss_peak_mb, dec.rss_peak_mb)
+    kids = [m.child_rss_peak_mb for m in (enc, dec) if m.child_rss_peak_mb == m.child_rss_peak_mb]
+    row["child_max_rss_mb"] = max(kids) if kids else NAN
+    row["max_rss_mb"] = max(m.rss_peak_mb + (m.child_rss_peak_mb if m.child_rss_peak_mb == m.child_rss_peak_mb
+                                              else 0.0) for m in (enc, dec))
     row["rss_base_mb"] = enc.rss_base_mb
     row["rss_method"] = enc.rss_method
     if enc.gpu is not None and dec.gpu is not None:

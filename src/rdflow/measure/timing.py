@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..proc import ChildMeter
 from .meters import GpuMeter, GpuPeakResult, RssMeter
 
 
@@ -18,9 +19,10 @@ class TimingResult:
     """Wall and CPU seconds of each measured call (warm-up calls excluded)."""
 
     samples: tuple[float, ...]
-    cpu_samples: tuple[float, ...]
+    cpu_samples: tuple[float, ...]  # the process's CPU seconds plus its children's
     warmup: int
     value: Any = field(default=None, repr=False, compare=False)  # what the last call returned
+    child_cpu_samples: tuple[float, ...] = ()  # CPU seconds of the children (rdflow.proc)
 
     @property
     def median(self) -> float:
@@ -52,8 +54,14 @@ class TimingResult:
 
     @property
     def cpu_time(self) -> float:
-        """Median process CPU seconds per call (all threads of the process)."""
+        """Median CPU seconds per call: all threads of the process and the child processes
+        (encoder/decoder binaries) it ran through :func:`rdflow.proc.run`."""
         return float(np.median(self.cpu_samples))
+
+    @property
+    def child_cpu_time(self) -> float:
+        """Median CPU seconds per call of the child processes alone (0 for in-process codecs)."""
+        return float(np.median(self.child_cpu_samples)) if self.child_cpu_samples else 0.0
 
 
 def time_calls(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5,
@@ -73,20 +81,23 @@ def time_calls(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5,
         value = fn()
     wall: list[float] = []
     cpu: list[float] = []
+    child: list[float] = []
     perf, ptime = time.perf_counter, time.process_time
     for _ in range(int(repeats)):
         if sync is not None:
             sync()
-        c0 = ptime()
-        t0 = perf()
-        value = fn()
-        if sync is not None:
-            sync()
-        t1 = perf()
-        c1 = ptime()
+        with ChildMeter() as kids:
+            c0 = ptime()
+            t0 = perf()
+            value = fn()
+            if sync is not None:
+                sync()
+            t1 = perf()
+            c1 = ptime()
         wall.append(t1 - t0)
-        cpu.append(c1 - c0)
-    return TimingResult(tuple(wall), tuple(cpu), int(warmup), value)
+        cpu.append(c1 - c0 + kids.cpu_s)
+        child.append(kids.cpu_s)
+    return TimingResult(tuple(wall), tuple(cpu), int(warmup), value, tuple(child))
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,8 @@ class Measurement:
     rss_base_mb: float
     rss_method: str
     gpu: GpuPeakResult | None
+    #: peak RSS of the largest child process run in the block (NaN: none ran)
+    child_rss_peak_mb: float = float("nan")
 
 
 def measure(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5,
@@ -114,7 +127,7 @@ def measure(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5,
     warmup = int(warmup)
     for _ in range(max(0, warmup - 1)):
         fn()
-    with RssMeter(rss_method) as rss, GpuMeter(device) as gpu:
+    with RssMeter(rss_method) as rss, GpuMeter(device) as gpu, ChildMeter() as kids:
         timing = time_calls(fn, warmup=min(warmup, 1), repeats=repeats, sync=sync)
     timing = dataclasses.replace(timing, warmup=warmup)
-    return Measurement(timing, rss.peak_mb, rss.base_mb, rss.method, gpu.result)
+    return Measurement(timing, rss.peak_mb, rss.base_mb, rss.method, gpu.result, kids.max_rss_mb)

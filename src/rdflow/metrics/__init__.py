@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .quality import MS_SSIM_MIN_SIDE, ms_ssim, ms_ssim_db, mse, psnr_from_mse, psnr_rgb  # noqa: F401
+from .quality import pooled_mse, pooled_psnr  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -143,3 +144,15 @@ register(Metric("psnr_v", "PSNR-V [dB]", "dB", domain="yuv"))
 register(Metric("vmaf", "VMAF", "", stage="vmaf"))
 register(Metric("map50", "mAP@0.5", "", domain="task", stage="detection", monotone=True))
 register(Metric("map50_95", "mAP@0.5:0.95", "", domain="task", stage="detection", monotone=True))
+# PSNR-YUV of a frame (6:1:1 of its plane PSNRs, computed by the coding jobs beside psnr_y/u/v),
+# and the PSNRs that summaries pool from the rows' MSEs (stage aggregate: one value per codec and
+# quality, no per-item value; see rdflow.stages.aggregate.pooled)
+register(Metric("psnr_yuv", "PSNR-YUV 6:1:1 [dB]", "dB", domain="yuv"))
+register(Metric("psnr_rgb_pooled", "PSNR-RGB, pooled MSE [dB]", "dB", stage="aggregate"))
+register(Metric("psnr_y_pooled", "PSNR-Y, pooled MSE [dB]", "dB", domain="yuv", stage="aggregate"))
+register(Metric("psnr_u_pooled", "PSNR-U, pooled MSE [dB]", "dB", domain="yuv", stage="aggregate"))
+register(Metric("psnr_v_pooled", "PSNR-V, pooled MSE [dB]", "dB", domain="yuv", stage="aggregate"))
+register(Metric("psnr_yuv_pooled", "PSNR-YUV 6:1:1, pooled MSE [dB]", "dB", domain="yuv",
+                stage="aggregate"))
+register(Metric("psnr_yuv_mse_pooled", "PSNR-YUV, MSE pooled over all samples [dB]", "dB",
+                domain="yuv", stage="aggregate"))

@@ -29,6 +29,30 @@ def psnr_rgb(ref: np.ndarray, rec: np.ndarray) -> float:
     return psnr_from_mse(mse(ref, rec))
 
 
+def pooled_mse(mses, samples=None) -> float:
+    """The MSE pooled over items: the sum of their squared errors over the sum of their samples,
+    i.e. the mean of the items' MSEs weighted by ``samples`` (each item's sample count; None:
+    items of equal size, the plain mean). NaN when there is no item or one MSE is missing (NaN):
+    a pool with a hole would not be the pool of the items."""
+    m = np.asarray(mses, dtype=np.float64)
+    if m.size == 0 or np.isnan(m).any():
+        return math.nan
+    if samples is None:
+        return float(m.mean())
+    w = np.asarray(samples, dtype=np.float64)
+    if w.shape != m.shape or np.isnan(w).any() or (w <= 0).any():
+        return math.nan
+    return float((m * w).sum() / w.sum())
+
+
+def pooled_psnr(mses, samples=None, max_val: float = 255.0) -> float:
+    """PSNR of the MSE pooled over items (frames, images): ``10 log10(peak^2 / pooled_mse)``,
+    what ffmpeg's psnr filter prints as the ``y:``/``u:``/``v:`` averages of a sequence (inf
+    when every item is lossless, NaN when an MSE is missing)."""
+    m = pooled_mse(mses, samples)
+    return math.nan if math.isnan(m) else psnr_from_mse(m, max_val)
+
+
 #: MS-SSIM as pytorch-msssim computes it (Wang et al. 2003): 5 scales, 11-tap Gaussian (1.5)
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_WIN, MS_SSIM_SIGMA, MS_SSIM_K = 11, 1.5, (0.01, 0.03)

@@ -214,3 +214,32 @@ def psnr_yuv(
     for key, a, b in zip(("psnr_y", "psnr_u", "psnr_v"), ref_planes, rec_planes):
         out[key] = psnr_from_mse(mse(np.asarray(a), np.asarray(b)))
     return out
+
+
+#: weights of PSNR-YUV: (6 PSNR-Y + PSNR-U + PSNR-V) / 8, as video coding papers report it
+#: (JVET common test conditions, DCVC, ...)
+YUV_WEIGHTS = (6.0, 1.0, 1.0)
+
+
+def weighted_psnr_yuv(psnr_y: float, psnr_u: float, psnr_v: float) -> float:
+    """The 6:1:1 weighted mean of three plane PSNRs (inf when one is inf)."""
+    wy, wu, wv = YUV_WEIGHTS
+    return (wy * psnr_y + wu * psnr_u + wv * psnr_v) / (wy + wu + wv)
+
+
+def yuv_distortion(
+    ref_planes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    rec_planes: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, float]:
+    """Per-plane MSE and PSNR of a 4:2:0 frame, and its 6:1:1 PSNR-YUV: ``psnr_y/u/v`` (the
+    numbers :func:`psnr_yuv` gives), ``psnr_yuv`` (:func:`weighted_psnr_yuv`) and
+    ``mse_y/u/v`` (mean squared error per sample of the plane, float64): what pooling over
+    frames needs (:func:`rdflow.metrics.quality.pooled_psnr`)."""
+    if len(ref_planes) != 3 or len(rec_planes) != 3:
+        raise ValueError("yuv_distortion expects (y, u, v) triples")
+    m = {f"mse_{p}": mse(np.asarray(a), np.asarray(b))
+         for p, a, b in zip("yuv", ref_planes, rec_planes)}
+    out = {f"psnr_{p}": psnr_from_mse(m[f"mse_{p}"]) for p in "yuv"}
+    out["psnr_yuv"] = weighted_psnr_yuv(out["psnr_y"], out["psnr_u"], out["psnr_v"])
+    out.update(m)
+    return out

@@ -8,6 +8,9 @@ from pathlib import Path
 from ..io import atomic_path
 from .limits import HIDDEN_ATTR, NOTE_ATTR
 
+#: attribute of a line holding its error bars ({"xerr", "yerr": half-widths or None, "level"})
+ERRORS_ATTR = "_rdflow_errors"
+
 
 def new_figure(width: float = 6.4, height: float = 4.8):
     from matplotlib.figure import Figure
@@ -40,9 +43,14 @@ def _tick_labels(axis) -> list[str]:
 def _line_series(line, label: str) -> dict:
     from matplotlib.colors import to_hex
 
-    return {"label": label, "color": to_hex(line.get_color()),
-            "linestyle": str(line.get_linestyle()), "x": _floats(line.get_xdata()),
-            "y": _floats(line.get_ydata())}
+    out = {"label": label, "color": to_hex(line.get_color()),
+           "linestyle": str(line.get_linestyle()), "x": _floats(line.get_xdata()),
+           "y": _floats(line.get_ydata())}
+    errors = getattr(line, ERRORS_ATTR, None)
+    if errors:  # error bars drawn for this line: half-widths per point (null: no bar)
+        out.update({k: None if errors[k] is None else _floats(errors[k]) for k in ("xerr", "yerr")})
+        out["error_level"] = errors["level"]
+    return out
 
 
 def _series(ax) -> list[dict]:
@@ -88,7 +96,8 @@ def figure_data(fig) -> dict:
     """What a figure shows, as a JSON-able dict: ``title`` (the figure's suptitle, else its
     first panel's title), ``xlabel``/``ylabel`` (of the first panel), ``series`` (every labelled
     line/scatter of every panel: label, colour, linestyle, x, y (non-finite -> null), panel
-    index), ``note`` (the empty-panel text(s), or null) and ``panels`` (the same per panel, with
+    index; a line drawn with error bars adds ``xerr``/``yerr``, the half-widths per point, and
+    ``error_level``, 0.95), ``note`` (the empty-panel text(s), or null) and ``panels`` (the same per panel, with
     limits, scales, tick labels and the points left outside the axes)."""
     panels = [_panel(ax, i) for i, ax in enumerate(a for a in fig.axes if a.get_visible())]
     sup = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""

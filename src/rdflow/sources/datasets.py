@@ -51,6 +51,8 @@ KODAK_SHA256 = {
 KODAK_BASE_URL = "http://r0k.us/graphics/kodak/kodak/"
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+#: Pillow format names of lossy-coded image files (MPO: a camera's multi-picture JPEG)
+LOSSY_FORMATS = frozenset({"JPEG", "MPO"})
 
 #: default of the config key ``max_pixels``: admits 8K (7680x4320 = 33.2 Mpixel) frames
 MAX_PIXELS_DEFAULT = 40_000_000
@@ -109,6 +111,11 @@ def check_header(path: str | os.PathLike) -> tuple[int, int] | None:
 
     Returns None when the header cannot be read (the coding job reports that, naming the file).
     """
+    return _header(path)[0]
+
+
+def _header(path) -> tuple[tuple[int, int] | None, str | None]:
+    """(size, Pillow format) from the header, as :func:`check_header` (None, None: unreadable)."""
     import warnings
 
     from PIL import Image as PILImage
@@ -117,28 +124,44 @@ def check_header(path: str | os.PathLike) -> tuple[int, int] | None:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
             with PILImage.open(path) as im:
-                size = im.size
+                size, fmt = im.size, im.format
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
         raise _bomb_error(path, exc) from None
     except Exception:  # noqa: BLE001 - unreadable: left to read_image's message
-        return None
+        return None, None
     if size[0] * size[1] > _max_pixels:
         raise _too_large(path, size[0] * size[1], size)
-    return size
+    return size, fmt
+
+
+def warn_lossy_sources(dataset: str, formats: dict[str, str | None]) -> list[str]:
+    """One warning for a dataset whose files (name -> Pillow format) include lossy-coded ones;
+    returns their names."""
+    lossy = sorted(n for n, f in formats.items() if f in LOSSY_FORMATS)
+    if lossy:
+        log.warning(
+            "dataset %s: %d of %d image(s) are lossy-coded files (JPEG), e.g. %s: their coding "
+            "artefacts are part of the reference every codec is measured against (a codec close "
+            "to the source's own JPEG can show a PSNR spike); rows carry source_format and "
+            "source_lossy, summaries n_lossy_sources. Use lossless (PNG) sources for RD curves",
+            dataset, len(lossy), len(formats), ", ".join(lossy[:5]))
+    return lossy
 
 
 def check_images(config: dict) -> None:
     """Config check: apply ``max_pixels``, and read the header (only) of every image of the
     local datasets, so an oversized one stops the workflow at start, naming the file."""
     set_max_pixels(config.get("max_pixels"))
-    for d in (config.get("datasets") or {}).values():
+    for name, d in (config.get("datasets") or {}).items():
         if (d or {}).get("kind") != "local" or not d.get("path") or not Path(d["path"]).is_dir():
             continue  # a missing folder is reported by the dataset's own check
         subset = set(d.get("images") or [])
+        formats = {}
         for p in sorted(Path(d["path"]).iterdir()):  # as list_local_images, without its warnings
             if (p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
                     and (not subset or p.stem in subset)):
-                check_header(p)
+                formats[p.name] = _header(p)[1]
+        warn_lossy_sources(name, formats)
 
 
 @dataclass(frozen=True)
@@ -147,6 +170,12 @@ class Image:
 
     rgb: np.ndarray  # HxWx3 uint8
     source_mode: str  # PIL mode of the file before conversion ("RGB", "L", "RGBA", ...)
+    format: str | None = None  # Pillow's format of the file ("PNG", "JPEG", ...)
+
+    @property
+    def lossy(self) -> bool:
+        """Whether the file is itself lossy-coded (JPEG): :data:`LOSSY_FORMATS`."""
+        return self.format in LOSSY_FORMATS
 
 
 def list_local_images(folder: str | os.PathLike, *, key: str = "path") -> dict[str, Path]:
@@ -191,7 +220,8 @@ def read_image(path: str | os.PathLike) -> Image:
 
     Grayscale is replicated to three channels and an alpha channel is dropped (composited on
     nothing: the colour values are kept); the original mode is returned so it can be recorded.
-    16-bit images are scaled to 8 bits. Unreadable files raise an error naming the file. An
+    16-bit images are scaled to 8 bits. The file's format is kept too; a lossy-coded file
+    (JPEG) is logged as a warning naming it. Unreadable files raise an error naming the file. An
     image of more than ``max_pixels`` pixels (config key; :func:`set_max_pixels`) is refused
     from its header, before anything is decoded; Pillow's decompression-bomb error and warning
     become the same RdflowError.
@@ -217,7 +247,7 @@ def read_image(path: str | os.PathLike) -> Image:
             if im.size[0] * im.size[1] > _max_pixels:
                 raise _too_large(path, im.size[0] * im.size[1], im.size)
             im.load()
-            mode = im.mode
+            mode, fmt = im.mode, im.format
             if mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
                 scale = 65535.0 if arr.max() > 255 else 255.0
@@ -232,4 +262,7 @@ def read_image(path: str | os.PathLike) -> Image:
         ) from None
     if mode != "RGB":
         log.info("image %s: converted %s to RGB", path, mode)
-    return Image(np.ascontiguousarray(rgb), mode)
+    if fmt in LOSSY_FORMATS:
+        log.warning("image %s is a lossy-coded %s file: its artefacts are part of the reference "
+                    "the codec is measured against (row column source_lossy)", path, fmt)
+    return Image(np.ascontiguousarray(rgb), mode, fmt)

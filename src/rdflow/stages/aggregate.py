@@ -2,7 +2,10 @@
 per (codec, quality), and the rate-distortion figures of each summary.
 
 Every metric column comes from the registry (:data:`rdflow.metrics.METRICS`): a registered
-metric that the rows carry is ordered, averaged and plotted like PSNR and MS-SSIM. Tables:
+metric that the rows carry is ordered, averaged and plotted like PSNR and MS-SSIM. Summaries
+also give the PSNRs of the MSE pooled over items (``psnr_*_pooled``, :func:`pooled`) and the
+spread of every metric and of bpp over items (``<column>_std``, ``<column>_ci95``,
+:func:`spreads`), which the RD figures draw as error bars. Tables:
 ``results/image_rd_<dataset>.csv`` / ``_summary.csv`` and ``results/video_rd_<sequence>...``;
 figures ``results/figures/{image,video}_rd_<name>_<metric>.{png,pdf}``. Rules:
 workflow/rules/aggregate.smk.
@@ -135,7 +138,9 @@ def _db_of_mean(m, v) -> float:
 def summarise(df, group=("dataset", "codec", "quality")):
     """Per (dataset|sequence, codec, quality): means of the metrics, item count, and for a metric
     with a dB form the dB of the mean (MS-SSIM: mean of ms_ssim first, then dB, as CompressAI
-    does).
+    does); the PSNRs of the MSE pooled over the items (:func:`pooled`); the spread of every
+    metric and of bpp over the items (:func:`spreads`: ``<column>_std``, ``<column>_ci95``);
+    ``n_lossy_sources`` when the rows say whether their source file was lossy-coded.
 
     PSNR is averaged per item (the convention of CompressAI's eval_model and of most papers).
     """
@@ -143,14 +148,94 @@ def summarise(df, group=("dataset", "codec", "quality")):
     cols = [c for c in mean_columns() if c in df.columns]
     agg = df.groupby(group, sort=True)[cols].mean(numeric_only=True)
     agg["n_items"] = df.groupby(group, sort=True).size()
+    if "source_lossy" in df.columns:
+        agg["n_lossy_sources"] = df["source_lossy"].eq(True).groupby(
+            [df[g] for g in group], sort=True).sum().astype(int)
     for m in M.METRICS.values():
         if m.db_name and m.name in agg:
             agg[m.db_name] = [_db_of_mean(m, v) for v in agg[m.name]]
+    agg = agg.join(pooled(df, group)).join(spreads(df, group))
     keep = [c for c in DESCRIBE if c in df.columns]
     if keep:
         first = df.groupby(group, sort=True)[keep].first()
         agg = agg.join(first)
-    return agg.reset_index()
+    lead = [c for c in ["bpp"] + metric_columns() + list(TIMES) + ["bytes", "n_items",
+                                                                   "n_lossy_sources"] if c in agg]
+    return agg[lead + [c for c in agg.columns if c not in lead]].reset_index()
+
+
+# -- spreads and pooled PSNRs ---------------------------------------------------------------------
+#: the PSNRs a summary computes from the MSE pooled over its items: (column, MSE column)
+POOLED = (("psnr_rgb_pooled", "mse_rgb"), ("psnr_y_pooled", "mse_y"), ("psnr_u_pooled", "mse_u"),
+          ("psnr_v_pooled", "mse_v"))
+#: samples of each 4:2:0 plane per luma sample (what psnr_yuv_mse_pooled weighs the MSEs by)
+PLANE_SAMPLES = {"mse_y": 1.0, "mse_u": 0.25, "mse_v": 0.25}
+
+
+def spread_columns() -> list[str]:
+    """The columns whose spread over items a summary gives: bpp and every metric column."""
+    return ["bpp"] + metric_columns()
+
+
+def ci95(std: float, n: int) -> float:
+    """Half-width of the 95 % confidence interval of the mean of ``n`` values of sample standard
+    deviation ``std`` (Student t, n - 1 degrees of freedom): ``t.ppf(0.975, n - 1) std / √n``;
+    NaN for fewer than two values or a non-finite ``std``."""
+    from scipy.stats import t
+
+    if n < 2 or not math.isfinite(std):
+        return math.nan
+    return float(t.ppf(0.975, n - 1) * std / math.sqrt(n))
+
+
+def spreads(df, group):
+    """Per group, for each column of :func:`spread_columns` the rows carry: ``<column>_std``
+    (sample standard deviation over the items, n - 1) and ``<column>_ci95`` (:func:`ci95`), over
+    the items where the column is not NaN; NaN when a value is infinite (a lossless item).
+    For ``ms_ssim_db`` the spread is that of the items' own dB values (the summary's value is
+    the dB of the mean MS-SSIM)."""
+    import numpy as np
+    import pandas as pd
+
+    cols = [c for c in spread_columns() if c in df.columns]
+    num = df[cols].apply(pd.to_numeric, errors="coerce")
+    by = [df[g] for g in group]
+    n = num.groupby(by, sort=True).count()
+    inf = np.isinf(num).groupby(by, sort=True).any()
+    std = num.replace([np.inf, -np.inf], np.nan).groupby(by, sort=True).std(ddof=1).mask(inf)
+    out = {}
+    for c in cols:
+        out[f"{c}_std"] = std[c]
+        out[f"{c}_ci95"] = pd.Series([ci95(v, k) for v, k in zip(std[c], n[c])], index=std.index)
+    return pd.DataFrame(out, index=std.index)
+
+
+def pooled(df, group):
+    """Per group, the PSNRs of the MSE pooled over its items (frames of a sequence, images of a
+    dataset): each item's MSE weighted by its samples (``width`` x ``height``; equal weights
+    when the rows lack them), :func:`rdflow.metrics.pooled_psnr`. Columns (those whose MSEs the
+    rows carry): ``psnr_rgb_pooled``, ``psnr_{y,u,v}_pooled`` (what ffmpeg's psnr filter prints
+    as the ``y:``/``u:``/``v:`` averages), ``psnr_yuv_pooled`` (6:1:1 of the three) and
+    ``psnr_yuv_mse_pooled`` (the MSE pooled over every Y, U and V sample: 4:1:1 for 4:2:0,
+    ffmpeg's ``average:``). NaN where an item lacks the MSE."""
+    import pandas as pd
+
+    from ..metrics.yuv import weighted_psnr_yuv
+
+    have = [(c, m) for c, m in POOLED if m in df.columns]
+    out = []
+    for key, g in df.groupby(group, sort=True):
+        w = (pd.to_numeric(g["width"], errors="coerce") * pd.to_numeric(g["height"], errors="coerce")
+             if {"width", "height"} <= set(g.columns) else None)
+        row = dict(zip(group, key))
+        row.update({c: M.pooled_psnr(pd.to_numeric(g[m], errors="coerce"), w) for c, m in have})
+        if all(m in g for m in PLANE_SAMPLES):
+            row["psnr_yuv_pooled"] = weighted_psnr_yuv(*(row[f"psnr_{p}_pooled"] for p in "yuv"))
+            all_mse = sum(pd.to_numeric(g[m], errors="coerce") * k for m, k in PLANE_SAMPLES.items())
+            k = sum(PLANE_SAMPLES.values())
+            row["psnr_yuv_mse_pooled"] = M.pooled_psnr(all_mse / k, None if w is None else w * k)
+        out.append(row)
+    return pd.DataFrame(out, columns=None if out else list(group)).set_index(list(group))
 
 
 def write_tables(paths_, csv_path, summary_path, group=("dataset", "codec", "quality")):

@@ -7,10 +7,19 @@ work is one (sequence, codec, quality) job (rule ``compress_sequence``) that wri
 bitstream file (``paths.SEQUENCE_BITSTREAM``) and a JSON list of per-frame rows
 (``paths.SEQUENCE_ROWS``), which ``aggregate_video`` puts in the sequence's video CSV beside the
 image codecs' frame rows. The rows are built by :mod:`rdflow.rows`, as every other coding path's.
+
+When a later stage reads them (VMAF of the video study, detection) or ``keep_reconstructions``
+is set, the job also writes the decoded frames it measured (``paths.SEQUENCE_RECON``, temp()
+otherwise): raw frames in the codec's ``domain``, in the order of the selected frames — I420
+planes for a codec that codes 4:2:0 (x264, x265, ...), packed RGB24 for one that codes RGB
+(ssf2020). :func:`recon_frames` reads them back as 4:2:0 planes (VMAF) or RGB (detection) with
+the very conversion the rows' psnr_y/u/v and psnr_rgb used, so every per-frame stage sees the
+reconstruction the rows measured.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -49,6 +58,12 @@ def weights_file(config: dict, codec: str, quality: int | str) -> str | None:
     return codec_class(config, codec).weights_file(config, codec, c, quality)
 
 
+def item_inputs(config: dict, codec: str, quality: int | str, sequence: str) -> list[str]:
+    """Files a (sequence, codec, quality) job reads besides the source (asked of the class)."""
+    c = video_codec_configs(config)[codec]
+    return codec_class(config, codec).item_inputs(config, codec, c, int(quality), {"sequence": sequence})
+
+
 def job_threads(config: dict, codec: str) -> int:
     """Threads a compress_sequence job of ``codec`` declares (asked of its class)."""
     return codec_class(config, codec).job_threads(video_codec_configs(config)[codec])
@@ -64,6 +79,23 @@ def sequence_rows(config: dict, sequence: str) -> list[str]:
     return [paths.SEQUENCE_ROWS.format(sequence=sequence, codec=name, quality=q)
             for name, c in sorted(video_codec_configs(config).items()) if applies(config, name, sequence)
             for q in c["qualities"]]
+
+
+def points(config: dict) -> list[tuple[str, str, int]]:
+    """(sequence, codec, quality) of every compress_sequence job (sequences sorted, then codecs)."""
+    return [(s, name, int(q)) for s in sorted(sequences(config))
+            for name, c in sorted(video_codec_configs(config).items()) if applies(config, name, s)
+            for q in c["qualities"]]
+
+
+def is_sequence_codec(config: dict, codec: str) -> bool:
+    """Whether ``codec`` names a ``video_codecs`` entry (one bitstream per sequence)."""
+    return codec in video_codec_configs(config)
+
+
+def recon_path(sequence: str, codec: str, quality) -> str:
+    """The decoded frames of one (sequence, codec, quality) job (``paths.SEQUENCE_RECON``)."""
+    return paths.SEQUENCE_RECON.format(sequence=sequence, codec=codec, quality=quality)
 
 
 def targets(config: dict) -> list[str]:
@@ -109,9 +141,10 @@ def check(config: dict) -> None:
         cls.check_entry(config, name, c, where=where)
 
 
-def clip_of(seq, stride: int = 1) -> Clip:
+def clip_of(seq, stride: int = 1, frames: list[int] = ()) -> Clip:
     return Clip(width=seq.width, height=seq.height, fps=(seq.fps or 30.0) / max(1, stride),
-                matrix=seq.matrix, range=seq.range, chroma_loc=seq.chroma_loc)
+                matrix=seq.matrix, range=seq.range, chroma_loc=seq.chroma_loc, name=seq.name,
+                source_frames=seq.n_frames, frames=tuple(int(f) for f in frames))
 
 
 def codec_spec(config: dict, codec: str, quality: int, weights_path: str | None = None) -> CodecSpec:
@@ -140,9 +173,13 @@ class _Timed:
 # -- the job --------------------------------------------------------------------------------------
 def sequence_job(*, config: dict, sequence: str, codec: str, quality: int, seq_path: str,
                  bitstream: str, out_json: str, weights_path: str | None = None,
-                 threads: int = 1) -> list[dict]:
+                 threads: int = 1, recon: str | None = None) -> list[dict]:
     """Code the selected frames of one sequence with one video codec operating point; write the
-    bitstream file, decode it FROM THE FILE, and write one row per frame (a JSON list).
+    bitstream file, decode it FROM THE FILE, and write one row per frame (a JSON list) and, with
+    ``recon``, the decoded frames (raw, in the codec's domain: :func:`recon_frames`).
+
+    A decoder that returns more or fewer frames than were coded, or frames of another size, is
+    an error: no row and no reconstruction are written.
 
     Distortion: psnr_y/u/v compare 4:2:0 planes (x264/x265: the decoded planes; ssf2020: its RGB
     output converted to 4:2:0 with the sequence's matrix, range and siting, as the per-frame
@@ -155,7 +192,7 @@ def sequence_job(*, config: dict, sequence: str, codec: str, quality: int, seq_p
     import_stack()
     seq = probe_sequence(config, sequence, seq_path)
     idx = frame_list(config, sequence)
-    clip = clip_of(seq, frame_selection(config, sequence)["stride"])
+    clip = clip_of(seq, frame_selection(config, sequence)["stride"], idx)
     spec = codec_spec(config, codec, quality, weights_path)
     if CODECS[spec.kind].uses_torch:
         from ..runtime import set_torch_threads
@@ -167,10 +204,7 @@ def sequence_job(*, config: dict, sequence: str, codec: str, quality: int, seq_p
     enc, data = _encode_to_file(c, _source(c, seq, idx), clip, bitstream)
     dec_total = c.decode_seconds(data, clip)
     decoded = _Timed(c.decode(data, clip))
-    measured = _measure(config, c, seq, idx, decoded, enc)
-    if len(measured) != len(idx):
-        raise RdflowError(f"video_codecs.{codec}: decoded {len(measured)} frames of the {len(idx)} coded "
-                          f"({bitstream})")
+    measured = _measure(config, c, seq, idx, decoded, enc, recon, bitstream)
     dec_times = [dec_total / len(idx)] * len(idx) if dec_total is not None else decoded.times
     out = _rows(sequence, codec, spec.kind, int(quality), idx, measured, enc, len(data), dec_times,
                 clip, seq, threads, c)
@@ -214,29 +248,116 @@ def _encode_to_file(c, frames, clip: Clip, bitstream: str):
     return enc, data
 
 
-def _measure(config: dict, c, seq, idx: list[int], decoded, enc) -> list[dict]:
+def _measure(config: dict, c, seq, idx: list[int], decoded, enc, recon: str | None = None,
+             bitstream: str = "") -> list[dict]:
     """Distortion of each decoded frame against its source (and, for a codec that reports its
-    own reconstructions, whether the decoder's match them)."""
-    from ..metrics.yuv import rgb_to_yuv420, yuv420_to_rgb
+    own reconstructions, whether the decoder's match them); with ``recon``, each decoded frame
+    is written there as it comes (the file appears only when every frame was decoded)."""
+    from ..metrics.yuv import yuv420_to_rgb
     from ..sources.video import read_frame
 
     conv = _conv(seq)
     out = []
-    for i, (f, rec) in enumerate(zip(idx, decoded)):
-        planes = read_frame(seq, f)
-        src_rgb = yuv420_to_rgb(*planes, **conv)
-        if c.domain == "yuv420":
-            rec_planes, rec_rgb = rec, yuv420_to_rgb(*rec, **conv)
-        else:
-            rec_planes, rec_rgb = rgb_to_yuv420(rec, **conv), rec
-        m = rows.distortion(config, src_rgb, rec_rgb, planes, rec_planes)
-        if enc.recon_md5 is not None:
-            m["recon_match"] = hashlib.md5(rec.tobytes()).hexdigest() == enc.recon_md5[i]
-        out.append(m)
-    for _ in decoded:  # more frames than coded: consume to report it
-        raise RdflowError(f"video_codecs.{c.spec.name}: the decoder returned more frames than the "
-                          f"{len(idx)} coded")
+    with _recon_writer(recon) as fh:
+        for i, (f, rec) in enumerate(zip(idx, decoded)):
+            _check_decoded(c, rec, seq, f)
+            planes = read_frame(seq, f)
+            src_rgb = yuv420_to_rgb(*planes, **conv)
+            rec_planes, rec_rgb = as_planes(c.domain, rec, conv), as_rgb(c.domain, rec, conv)
+            m = rows.distortion(config, src_rgb, rec_rgb, planes, rec_planes)
+            if enc.recon_md5 is not None:
+                m["recon_match"] = hashlib.md5(rec.tobytes()).hexdigest() == enc.recon_md5[i]
+            out.append(m)
+            if fh is not None:
+                fh.write(_frame_bytes(c.domain, rec))
+        for _ in decoded:  # more frames than coded: consume to report it
+            raise RdflowError(f"video_codecs.{c.spec.name}: the decoder returned more frames than "
+                              f"the {len(idx)} coded ({bitstream})")
+        if len(out) != len(idx):
+            raise RdflowError(f"video_codecs.{c.spec.name}: decoded {len(out)} frames of the "
+                              f"{len(idx)} coded ({bitstream})")
     return out
+
+
+# -- the decoded frames, for VMAF and detection -----------------------------------------------
+def as_planes(domain: str, rec, conv: dict):
+    """A decoded frame as 4:2:0 planes: a 4:2:0 codec's own, an RGB codec's output converted
+    with the sequence's ``conv`` (matrix, range, chroma_loc), as the rows' psnr_y/u/v saw it."""
+    from ..metrics.yuv import rgb_to_yuv420
+
+    return tuple(rec) if domain == "yuv420" else rgb_to_yuv420(rec, **conv)
+
+
+def as_rgb(domain: str, rec, conv: dict):
+    """A decoded frame as 8-bit RGB, as the rows' psnr_rgb / ms_ssim saw it."""
+    from ..metrics.yuv import yuv420_to_rgb
+
+    return yuv420_to_rgb(*rec, **conv) if domain == "yuv420" else rec
+
+
+def _frame_size(domain: str, width: int, height: int) -> int:
+    """Bytes of one raw frame of the reconstruction file."""
+    return width * height * 3 // 2 if domain == "yuv420" else width * height * 3
+
+
+def _frame_bytes(domain: str, rec) -> bytes:
+    if domain == "yuv420":
+        return b"".join(np.ascontiguousarray(p, dtype=np.uint8).tobytes() for p in rec)
+    return np.ascontiguousarray(rec, dtype=np.uint8).tobytes()
+
+
+def _unpack(domain: str, buf: bytes, w: int, h: int):
+    a = np.frombuffer(buf, dtype=np.uint8)
+    if domain != "yuv420":
+        return a.reshape(h, w, 3)
+    ys, cs = w * h, (w // 2) * (h // 2)
+    return (a[:ys].reshape(h, w), a[ys:ys + cs].reshape(h // 2, w // 2),
+            a[ys + cs:].reshape(h // 2, w // 2))
+
+
+def _check_decoded(c, rec, seq, frame: int) -> None:
+    """A decoded frame must have the source's size (in the codec's domain)."""
+    w, h = seq.width, seq.height
+    want = ([(h, w), (h // 2, w // 2), (h // 2, w // 2)] if c.domain == "yuv420" else [(h, w, 3)])
+    got = ([np.shape(p) for p in rec] if c.domain == "yuv420" and isinstance(rec, (tuple, list))
+           else [np.shape(rec)])
+    if got != want:
+        raise RdflowError(f"video_codecs.{c.spec.name}: decoded frame {frame} has shape(s) {got}, "
+                          f"the {w}x{h} source needs {want} ({c.domain})")
+
+
+@contextlib.contextmanager
+def _recon_writer(path: str | None):
+    if path is None:
+        yield None
+        return
+    from ..io import atomic_open
+
+    with atomic_open(path, "wb") as fh:
+        yield fh
+
+
+def recon_frames(config: dict, sequence: str, codec: str, path, *, as_: str = "planes",
+                 seq_path: str | None = None):
+    """Yield ``(frame index, frame)`` of the decoded frames a compress_sequence job wrote to
+    ``path`` (:func:`recon_path`), as 4:2:0 planes (``as_="planes"``) or RGB (``"rgb"``),
+    converted exactly as the job measured them. A file that does not hold the selected frames
+    at the source's size is an error naming it."""
+    seq = probe_sequence(config, sequence, seq_path)
+    idx = frame_list(config, sequence)
+    domain = codec_class(config, codec).domain
+    size = _frame_size(domain, seq.width, seq.height)
+    got = Path(path).stat().st_size
+    if got != size * len(idx):
+        raise RdflowError(
+            f"{path}: {got} bytes, but {len(idx)} decoded {seq.width}x{seq.height} frames "
+            f"({domain}) of {sequence} {codec} are {size * len(idx)} bytes; delete it and rerun "
+            f"(snakemake makes it again with its compress_sequence job)")
+    convert = as_planes if as_ == "planes" else as_rgb
+    conv = _conv(seq)
+    with open(path, "rb") as fh:
+        for f in idx:
+            yield f, convert(domain, _unpack(domain, fh.read(size), seq.width, seq.height), conv)
 
 
 def _rows(sequence, codec, kind, quality, idx, measured, enc, seq_bytes, dec_times, clip, seq,

@@ -178,7 +178,7 @@ def _resolution_figure(df, sizes, curves: _Curves, save: _Saver) -> None:
 
     vram = "max_vram_alloc_mb" in df and df["max_vram_alloc_mb"].astype(float).notna().any()
     panels = [("enc_s_median", "Encode time, median [s]"), ("dec_s_median", "Decode time, median [s]"),
-              ("max_rss_mb", "Peak RSS of the process [MiB]")]
+              ("max_rss_mb", "Peak RSS, process + coder child [MiB]")]
     if vram:
         panels.append(("max_vram_alloc_mb", "Peak VRAM allocated [MiB]"))
     fig = Figure(figsize=(4.4 * len(panels), 4.2), layout="constrained")

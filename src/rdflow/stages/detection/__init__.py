@@ -7,7 +7,9 @@ detector (:mod:`rdflow.detectors`: YOLO, OpenCV HOG or FastestDet) runs
 
 - once on the uncompressed frames (rule ``detect_original``), and
 - once per (codec, quality) on the decoded frames (``detect_decoded``; the 8-bit RGB
-  reconstructions the coding jobs left as temp() PNGs),
+  reconstructions the coding jobs left as temp() PNGs, or, for a sequence codec
+  (``video_codecs``: x264, x265, ...), the decoded frames its compress_sequence job wrote,
+  converted to RGB with the sequence's matrix, range and siting as the original frames are),
 
 each job loading the detector once and writing per-frame detections (JSON; :func:`detect`, in
 a detection worker process). :func:`evaluate` then computes, per (sequence|dataset, codec,
@@ -40,7 +42,7 @@ from .settings import (auto_imgsz, backend_class, build_detector,  # noqa: F401
 from .tables import LEADING, gather, table  # noqa: F401
 from .units import (FIGURES, SOURCES, decoded_paths, detections_path, downloads,  # noqa: F401
                     evaluation_path, evaluation_paths, figure_paths, frame_ids, image_source_paths,
-                    original_inputs, points, rate_rows, targets, unit_names, units,
-                    weights_inputs)
+                    original_inputs, points, rate_rows, sequence_coded, targets, unit_names,
+                    units, weights_inputs)
 
 SECTION = "detection"

@@ -25,7 +25,8 @@ from ...runtime import Cache
 from ...worker import Pool, WorkerDied
 from .checks import label_source
 from .settings import build_detector, detector_options, labels, resolve_device, weights_path
-from .units import frame_ids, image_source_paths, item_path
+from ..video_codecs import recon_frames
+from .units import decoded_paths, frame_ids, image_source_paths, item_path, sequence_coded
 
 log = logging.getLogger("rdflow.stages.detection")
 
@@ -57,8 +58,20 @@ def original_frames(config: dict, source: str, name: str) -> Iterator[tuple[str,
 
 def decoded_frames(config: dict, source: str, name: str, codec: str,
                    quality) -> Iterator[tuple[str, np.ndarray]]:
+    """(frame id, RGB) of the decoded frames: the coding jobs' reconstruction PNGs, or a
+    sequence codec's decoded frames converted to RGB as its rows' psnr_rgb saw them (4:2:0
+    planes with the sequence's matrix, range and siting, as :func:`original_frames`)."""
     from ...io import read_png
 
+    if sequence_coded(config, source, codec):
+        path = Path(decoded_paths(config, source, name, codec, quality)[0])
+        if not path.is_file():
+            raise RdflowError(f"decoded frames {path} are missing: the compress_sequence job's "
+                              "reconstruction is a temp() file; rerun with snakemake so it is "
+                              "made again")
+        for f, rgb in recon_frames(config, name, codec, path, as_="rgb"):
+            yield str(f), rgb
+        return
     for f in frame_ids(config, source, name):
         path = Path(item_path(source, name, codec, quality, f, "png"))
         if not path.is_file():
@@ -144,7 +157,8 @@ def _read_doc(path) -> dict:
 def _mean_rate(paths: list[str]) -> dict:
     from ...io import read_json
 
-    rows = [read_json(p) for p in paths]
+    # one row per JSON file, or a list of frame rows (a sequence codec's)
+    rows = [r for p in paths for r in (lambda x: x if isinstance(x, list) else [x])(read_json(p))]
     if not rows:
         raise RdflowError("no coded frames to take the rate from")
     out = {"bpp": float(np.mean([r["bpp"] for r in rows]))}

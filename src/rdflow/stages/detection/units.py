@@ -27,16 +27,27 @@ def unit_names(config: dict) -> list[str]:
 
 
 def points(config: dict, source: str, name: str) -> list[tuple[str, int]]:
-    """(codec, quality) operating points of a unit."""
+    """(codec, quality) operating points of a unit: for a sequence, the image codecs that code
+    its frames one by one (``video.codecs``), then the sequence codecs (``video_codecs``) that
+    apply to it."""
     if source == "video":
         from ...sources.sequences import video_codecs
+        from ..video_codecs import points as sequence_points
 
-        codecs = video_codecs(config)
-    else:
-        from ...config import codec_applies
+        own = [(c, int(q)) for c in video_codecs(config) for q in config["codecs"][c]["qualities"]]
+        return own + [(c, q) for s, c, q in sequence_points(config) if s == name]
+    from ...config import codec_applies
 
-        codecs = [c for c in sorted(config["codecs"]) if codec_applies(config, c, name)]
+    codecs = [c for c in sorted(config["codecs"]) if codec_applies(config, c, name)]
     return [(c, int(q)) for c in codecs for q in config["codecs"][c]["qualities"]]
+
+
+def sequence_coded(config: dict, source: str, codec: str) -> bool:
+    """Whether ``codec`` codes a video unit as one bitstream (a ``video_codecs`` entry): its
+    decoded frames and rows are then one file each, written by its compress_sequence job."""
+    from ..video_codecs import is_sequence_codec
+
+    return source == "video" and is_sequence_codec(config, codec)
 
 
 def frame_ids(config: dict, source: str, name: str) -> list[str]:
@@ -77,13 +88,21 @@ def item_path(source: str, name: str, codec: str, quality, frame: str, ext: str)
 
 
 def decoded_paths(config: dict, source: str, name: str, codec: str, quality) -> list[str]:
-    """The temp() reconstruction PNGs of the coding jobs (inputs of ``detect_decoded``)."""
+    """The temp() reconstructions of the coding jobs (inputs of ``detect_decoded``): one PNG
+    per frame/image, or a sequence codec's one file of decoded frames."""
+    if sequence_coded(config, source, codec):
+        from ..video_codecs import recon_path
+
+        return [recon_path(name, codec, quality)]
     return [item_path(source, name, codec, quality, f, "png")
             for f in frame_ids(config, source, name)]
 
 
 def rate_rows(config: dict, source: str, name: str, codec: str, quality) -> list[str]:
-    """The coding jobs' JSON rows (for bpp)."""
+    """The coding jobs' JSON rows (for bpp): one per frame/image, or a sequence codec's one
+    list of frame rows."""
+    if sequence_coded(config, source, codec):
+        return [paths.SEQUENCE_ROWS.format(sequence=name, codec=codec, quality=quality)]
     return [item_path(source, name, codec, quality, f, "json")
             for f in frame_ids(config, source, name)]
 

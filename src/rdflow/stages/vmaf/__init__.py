@@ -14,7 +14,11 @@ Jobs (rules in ``workflow/rules/vmaf.smk``; the VMAF computation itself is
   siting — the same conversion as the video rows' ``psnr_y/u/v``. Both are written frame by
   frame as raw yuv420p into a private temporary folder (``TMPDIR``; about 2 x 1.5 bytes per
   pixel per frame) that ffmpeg reads, so memory stays flat and no PNG is written. With a frame
-  stride the motion feature compares consecutive *selected* frames.
+  stride the motion feature compares consecutive *selected* frames. For a sequence codec
+  (``video_codecs``: x264, x265, ...) the distorted input is the file of decoded frames its
+  ``compress_sequence`` job wrote (:func:`rdflow.stages.video_codecs.recon_frames`): the
+  decoded 4:2:0 planes themselves, no RGB round trip (an RGB codec's output converted once, as
+  its rows' psnr_y/u/v were).
 * ``vmaf_image``, one per (dataset, codec, quality): each image is a one-frame pair (its own
   ffmpeg run: motion 0), converted with ``vmaf.image_matrix/image_range/image_chroma_loc``
   (default BT.709, limited range, left siting; ffmpeg's own RGB->yuv420p default would be

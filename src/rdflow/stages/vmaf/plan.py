@@ -54,13 +54,19 @@ def check(config: dict) -> None:
 
 # ----------------------------------------------------------------------------- jobs, targets
 def video_jobs(config: dict) -> list[tuple[str, str, int]]:
-    """(sequence, codec, quality) of every ``vmaf_video`` job."""
+    """(sequence, codec, quality) of every ``vmaf_video`` job: per sequence, the image codecs
+    that code its frames one by one (``video.codecs``), then the sequence codecs
+    (``video_codecs``) that apply to it."""
     if not enabled(config):
         return []
     from rdflow.sources.sequences import video_codecs
+    from rdflow.stages.video_codecs import points
 
-    return [(s, c, int(q)) for s in _sequences(config) for c in video_codecs(config)
-            for q in config["codecs"][c]["qualities"]]
+    seq_points = points(config)
+    return [j for s in _sequences(config)
+            for j in [(s, c, int(q)) for c in video_codecs(config)
+                      for q in config["codecs"][c]["qualities"]]
+            + [p for p in seq_points if p[0] == s]]
 
 
 def image_jobs(config: dict) -> list[tuple[str, str, int]]:
@@ -82,9 +88,14 @@ def image_csv(dataset: str, codec: str, quality) -> str:
 
 
 def video_recons(config: dict, sequence: str, codec: str, quality) -> list[str]:
-    """The ``temp()`` reconstructions a ``vmaf_video`` job reads (inputs keep them alive)."""
+    """The ``temp()`` reconstructions a ``vmaf_video`` job reads (inputs keep them alive): the
+    per-frame PNGs of an image codec, or the one file of decoded frames of a sequence codec's
+    compress_sequence job."""
     from rdflow.sources.sequences import frames
+    from rdflow.stages.video_codecs import is_sequence_codec, recon_path
 
+    if is_sequence_codec(config, codec):
+        return [recon_path(sequence, codec, quality)]
     return [paths.FRAME_ITEM.format(sequence=sequence, codec=codec, quality=quality, frame=f)
             + ".png" for f in frames(config, sequence)]
 

@@ -26,26 +26,57 @@ def _finish(df, first_cols: dict, out_csv, model: str):
     return df
 
 
-def _write_video_yuv(seq, idx, recons, ref_p, dist_p) -> None:
-    """The selected frames' source I420 planes to ``ref_p``, the RGB reconstructions converted
-    like the video rows' psnr_y/u/v to ``dist_p``."""
+def _png_planes(seq, idx, recons):
+    """The RGB reconstruction PNGs of an image codec's frames, converted like the video rows'
+    psnr_y/u/v (the sequence's matrix, range and siting)."""
     from rdflow.io import read_png
     from rdflow.metrics.yuv import rgb_to_yuv420
-    from rdflow.sources.video import iter_frames
 
     conv = dict(matrix=seq.matrix, range=seq.range, chroma_loc=seq.chroma_loc)
+    for i, rec_path in zip(idx, recons):
+        rgb = read_png(rec_path)
+        if rgb.shape != (seq.height, seq.width, 3):
+            raise RdflowError(
+                f"frame sizes differ: reference {seq.path} frame {i} is "
+                f"{seq.width}x{seq.height}, distorted {rec_path} is "
+                f"{rgb.shape[1]}x{rgb.shape[0]}")
+        yield rgb_to_yuv420(rgb, **conv)
+
+
+def _distorted(config: dict, sequence: str, codec: str, seq, idx, recons):
+    """4:2:0 planes of each selected frame's reconstruction: an image codec's PNGs converted,
+    or a sequence codec's decoded frames as its compress_sequence job measured them."""
+    from rdflow.stages.video_codecs import is_sequence_codec, recon_frames
+
+    if is_sequence_codec(config, codec):
+        if len(recons) != 1:
+            raise RdflowError(f"{sequence} {codec}: a sequence codec's VMAF job reads one file of "
+                              f"decoded frames, got {len(recons)}")
+        return (planes for _, planes in recon_frames(config, sequence, codec, recons[0],
+                                                     as_="planes", seq_path=seq.path))
+    if len(recons) != len(idx):
+        raise RdflowError(
+            f"frame counts differ for {sequence} {codec}: the reference {seq.path} has "
+            f"{len(idx)} selected frames, the distorted input has {len(recons)} reconstructions")
+    return _png_planes(seq, idx, recons)
+
+
+def _write_video_yuv(seq, idx, dist_planes, ref_p, dist_p) -> None:
+    """The selected frames' source I420 planes to ``ref_p``, the reconstructions' to
+    ``dist_p``, frame by frame."""
+    from rdflow.sources.video import iter_frames
+
+    n = 0
     with open(ref_p, "wb") as rf, open(dist_p, "wb") as dfh:
-        for (i, planes), rec_path in zip(iter_frames(seq, idx), recons):
-            rgb = read_png(rec_path)
-            if rgb.shape != (seq.height, seq.width, 3):
-                raise RdflowError(
-                    f"frame sizes differ: reference {seq.path} frame {i} is "
-                    f"{seq.width}x{seq.height}, distorted {rec_path} is "
-                    f"{rgb.shape[1]}x{rgb.shape[0]}")
+        for (i, planes), rec in zip(iter_frames(seq, idx), dist_planes):
             for p in planes:
                 rf.write(p.tobytes())
-            for p in rgb_to_yuv420(rgb, **conv):
+            for p in rec:
                 dfh.write(p.tobytes())
+            n += 1
+    if n != len(idx):
+        raise RdflowError(f"frame counts differ: {len(idx)} selected frames of {seq.path}, "
+                          f"{n} reconstructions")
 
 
 def score_video(*, config: dict, sequence: str, codec: str, quality: int, seq_path,
@@ -53,9 +84,11 @@ def score_video(*, config: dict, sequence: str, codec: str, quality: int, seq_pa
                 ffmpeg: str | None = None):
     """VMAF and PSNR-Y/U/V of every selected frame of one (sequence, codec, quality).
 
-    ``recons``: the reconstruction PNGs, in the order of the selected frames. Writes
-    ``out_csv`` (one row per frame, with libvmaf's features) and, if given, libvmaf's JSON log
-    ``out_log``; on any error neither is written.
+    ``recons``: the reconstruction PNGs of an image codec, in the order of the selected frames,
+    or the one file of decoded frames of a sequence codec (:func:`rdflow.stages.video_codecs.
+    recon_frames`: its 4:2:0 planes as they are, no RGB round trip). Writes ``out_csv`` (one
+    row per frame, with libvmaf's features) and, if given, libvmaf's JSON log ``out_log``; on
+    any error neither is written.
     """
     from rdflow.metrics.vmaf import vmaf_yuv420
     from rdflow.sources.sequences import frames, probe_sequence
@@ -64,15 +97,11 @@ def score_video(*, config: dict, sequence: str, codec: str, quality: int, seq_pa
     seq = probe_sequence(config, sequence, seq_path)
     idx = frames(config, sequence)
     recons = [str(r) for r in recons]
-    if len(recons) != len(idx):
-        raise RdflowError(
-            f"frame counts differ for {sequence} {codec} q{quality}: the reference {seq.path} "
-            f"has {len(idx)} selected frames, the distorted input has {len(recons)} "
-            f"reconstructions")
+    dist = _distorted(config, sequence, codec, seq, idx, recons)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rdflow-vmaf-") as tmp:
         ref_p, dist_p = Path(tmp) / "ref.yuv", Path(tmp) / "dist.yuv"
-        _write_video_yuv(seq, idx, recons, ref_p, dist_p)
+        _write_video_yuv(seq, idx, dist, ref_p, dist_p)
         t_io = time.perf_counter() - t0
         df = vmaf_yuv420(ref_p, dist_p, seq.width, seq.height, model=st["model"],
                          n_threads=int(threads), log_path=out_log, ffmpeg=ffmpeg)
