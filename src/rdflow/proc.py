@@ -5,7 +5,8 @@ timeout) that reaps the child with ``os.wait4``, which returns the child's own C
 peak RSS. A :class:`ChildMeter` open in the process (the complexity stage opens one around each
 measured call) receives the usage of every child :func:`run` reaps while it is open, so a codec
 that works in a child process (the ffmpeg anchors, an external command) is measured with its
-process: CPU seconds of its children and the largest child's peak RSS.
+process: CPU seconds of its children (``os.wait4``) and the largest child's peak RSS (its
+``VmHWM``, sampled every 2 ms while it runs; see :class:`_PeakSampler`).
 
 The meters are process-wide: the complexity stage measures one codec at a time with nothing
 beside it (its job takes every core), so the children reaped inside a meter are the measured
@@ -41,17 +42,55 @@ class ChildMeter:
         with _LOCK:
             _OPEN.remove(self)
 
-    def add(self, usage) -> None:
+    def add(self, usage, peak_mb: float) -> None:
         self.cpu_s += usage.ru_utime + usage.ru_stime
         self.count += 1
-        rss = usage.ru_maxrss / 1024.0  # KiB on Linux
-        self.max_rss_mb = rss if self.count == 1 else max(self.max_rss_mb, rss)
+        self.max_rss_mb = peak_mb if self.count == 1 else max(self.max_rss_mb, peak_mb)
 
 
-def _record(usage) -> None:
+def _metering() -> bool:
+    with _LOCK:
+        return bool(_OPEN)
+
+
+def _record(usage, peak_mb: float) -> None:
     with _LOCK:
         for m in _OPEN:
-            m.add(usage)
+            m.add(usage, peak_mb)
+
+
+def _hwm_mb(pid: int) -> float | None:
+    """VmHWM of a live process (MiB), None once it has exited (a zombie has no memory)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+class _PeakSampler(threading.Thread):
+    """Reads the child's high-water mark (VmHWM) every ``interval`` s until stopped.
+
+    Not ``ru_maxrss``: Linux folds the RSS of the image the child was forked from (this whole
+    Python process) into it at exec. VmHWM is the peak of the child's own memory since exec
+    (Popen returns only once exec has happened), and, being a high-water mark, a sample taken
+    any time after the peak sees it: only growth in the last interval before exit is missed."""
+
+    def __init__(self, pid: int, interval: float = 0.002):
+        super().__init__(daemon=True, name="rdflow-child-rss")
+        self.pid, self.interval, self.peak_mb = pid, interval, float("nan")
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            v = _hwm_mb(self.pid)
+            if v is not None:
+                self.peak_mb = v if self.peak_mb != self.peak_mb else max(self.peak_mb, v)
+            if self.stop.wait(self.interval):
+                return
 
 
 def run(cmd: list[str], *, input: bytes | None = None, timeout: float | None = None,
@@ -64,19 +103,7 @@ def run(cmd: list[str], *, input: bytes | None = None, timeout: float | None = N
                          stdout=subprocess.PIPE if stdout else subprocess.DEVNULL, stderr=subprocess.PIPE,
                          start_new_session=group)
     out: dict[str, bytes] = {"stdout": b"", "stderr": b""}
-
-    def drain(name: str, fh) -> None:
-        out[name] = fh.read()
-        fh.close()
-
-    readers = [threading.Thread(target=drain, args=(n, fh), daemon=True)
-               for n, fh in (("stdout", p.stdout), ("stderr", p.stderr)) if fh is not None]
-    for t in readers:
-        t.start()
-    feeder = None
-    if input is not None:
-        feeder = threading.Thread(target=_feed, args=(p.stdin, input), daemon=True)
-        feeder.start()
+    io_threads = _start_io(p, input, out)
     state = {"reaped": False, "killed": False}
     lock = threading.Lock()
 
@@ -93,7 +120,18 @@ def run(cmd: list[str], *, input: bytes | None = None, timeout: float | None = N
     if timer:
         timer.daemon = True
         timer.start()
+    sampler = _PeakSampler(p.pid) if _metering() else None
+    if sampler:
+        sampler.start()
     try:
+        # wait for the exit without reaping, so that the pid stays this child's while the
+        # sampler and the timer may still use it; then reap it with its resource usage
+        os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+        if sampler:
+            sampler.stop.set()
+            sampler.join()
+        with lock:
+            state["reaped"] = True
         _, status, usage = os.wait4(p.pid, 0)
     finally:
         with lock:
@@ -101,12 +139,28 @@ def run(cmd: list[str], *, input: bytes | None = None, timeout: float | None = N
         if timer:
             timer.cancel()
     p.returncode = os.waitstatus_to_exitcode(status)
-    for t in readers + ([feeder] if feeder else []):
+    for t in io_threads:
         t.join()
-    _record(usage)
+    _record(usage, sampler.peak_mb if sampler else float("nan"))
     if state["killed"]:
         raise subprocess.TimeoutExpired(cmd, timeout, out["stdout"], out["stderr"])
     return subprocess.CompletedProcess(cmd, p.returncode, out["stdout"], out["stderr"])
+
+
+def _start_io(p: subprocess.Popen, input: bytes | None, out: dict) -> list[threading.Thread]:
+    """Threads that drain the child's stdout/stderr into ``out`` and feed it ``input``."""
+
+    def drain(name: str, fh) -> None:
+        out[name] = fh.read()
+        fh.close()
+
+    threads = [threading.Thread(target=drain, args=(n, fh), daemon=True)
+               for n, fh in (("stdout", p.stdout), ("stderr", p.stderr)) if fh is not None]
+    if input is not None:
+        threads.append(threading.Thread(target=_feed, args=(p.stdin, input), daemon=True))
+    for t in threads:
+        t.start()
+    return threads
 
 
 def _feed(fh, data: bytes) -> None:

@@ -26,9 +26,7 @@ crf (SVT's CRF) or qp (constant QP, adaptive quantisation off); ``mode`` random_
 from __future__ import annotations
 
 import re
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import ClassVar, Iterable, Iterator
 
@@ -38,7 +36,7 @@ from .. import RdflowError
 from .base import CodecSpec, register
 from .ffmpeg_tools import _library_version, ffmpeg_version, require_encoder
 from .sequence import (
-    FFMPEG_CHROMA_LOC, FFMPEG_COLORSPACE, FFMPEG_RANGE, Clip, Encoded, SequenceCodec, fps_arg,
+    FFMPEG_CHROMA_LOC, FFMPEG_COLORSPACE, FFMPEG_RANGE, Clip, Encoded, FfmpegSequence, fps_arg,
     parse_framemd5, parse_showinfo_types, run_ffmpeg,
 )
 from .x26x import X26x
@@ -63,7 +61,7 @@ def stderr_tail(text: str, n: int = 2000) -> str:
     return f"{key}\n…\n{tail}" if key else tail
 
 
-class LibSequence(SequenceCodec):
+class LibSequence(FfmpegSequence):
     """One ffmpeg encoder library as a sequence codec (see the module doc); subclasses give the
     library, the stream's muxer and decoder, the coded sample format and the options."""
 
@@ -134,9 +132,6 @@ class LibSequence(SequenceCodec):
         """The encoder's ffmpeg arguments (``clip``: the coded sequence, when known)."""
         raise NotImplementedError
 
-    def planes_bytes(self, planes) -> bytes:
-        return b"".join(np.ascontiguousarray(p, dtype=np.uint8).tobytes() for p in planes)
-
     def samples(self, buf: bytes) -> np.ndarray:
         return np.frombuffer(buf, np.uint8)
 
@@ -173,7 +168,7 @@ class LibSequence(SequenceCodec):
                    "-pix_fmt", self.pix_fmt, "-fps_mode", "passthrough", "-f", "tee",
                    f"[f={self.muxer}]{out}|[f=framemd5]{packets}"]
             try:
-                n, enc_s = self._pipe_frames(cmd, frames, clip, err, what=what)
+                n, enc_s = self.pipe_frames(cmd, frames, err, what=what, check=self.check_planes(clip, what))
             except RdflowError as e:
                 raise self.encoder_error(e) from None
             log = err.read_text(errors="replace")
@@ -190,67 +185,23 @@ class LibSequence(SequenceCodec):
         return Encoded(data=data, frame_bytes=[s for _, _, s in display], frame_types=[],
                        enc_s=enc_s, info=dict(self._last_info))
 
-    def _pipe_frames(self, cmd: list[str], frames: Iterable, clip: Clip, err: Path, *,
-                     what: str) -> tuple[int, float]:
-        """Run the encoder, writing each frame's planes to its stdin; (frames, wall seconds)."""
-        n = 0
+    def check_planes(self, clip: Clip, what: str):
+        """A check of each frame's planes before it is piped: 4:2:0 of the clip's size."""
         shapes = [(clip.height, clip.width), ((clip.height + 1) // 2, (clip.width + 1) // 2)]
-        t0 = time.perf_counter()
-        with open(err, "wb") as errfh:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errfh)
-            try:
-                for planes in frames:
-                    if [np.shape(p) for p in planes] != [shapes[0], shapes[1], shapes[1]]:
-                        raise RdflowError(f"{what}: frame {n} has planes of shapes "
-                                          f"{[np.shape(p) for p in planes]}, not 4:2:0 "
-                                          f"{clip.width}x{clip.height}")
-                    proc.stdin.write(self.planes_bytes(planes))
-                    n += 1
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-            rc = proc.wait()
-        enc_s = time.perf_counter() - t0
-        if rc != 0:
-            raise RdflowError(f"{what}: ffmpeg exited with {rc}\ncommand: {' '.join(cmd)}\n"
-                              f"{stderr_tail(err.read_text(errors='replace'))}")
-        return n, enc_s
 
-    def decode_seconds(self, data: bytes, clip: Clip) -> float:
-        with tempfile.TemporaryDirectory(prefix=f"rdflow-{self.kind}-") as td:
-            p = Path(td) / "in.bin"
-            p.write_bytes(data)
-            cmd = self._decode_cmd(str(p), "-loglevel", "error", "-fps_mode", "passthrough",
-                                   "-f", "null", "-")
-            t0 = time.perf_counter()
-            run_ffmpeg(cmd, what=f"video_codecs.{self.spec.name} decode")
-            return time.perf_counter() - t0
+        def check(planes, n: int) -> None:
+            if [np.shape(p) for p in planes] != [shapes[0], shapes[1], shapes[1]]:
+                raise RdflowError(f"{what}: frame {n} has planes of shapes "
+                                  f"{[np.shape(p) for p in planes]}, not 4:2:0 "
+                                  f"{clip.width}x{clip.height}")
+        return check
 
-    def decode(self, data: bytes, clip: Clip) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Decode to raw planes over a pipe; yields 8-bit (Y, U, V) per frame (display order).
-        The picture types the decoder reports are in ``self.decoded_types`` once it ends."""
-        self.decoded_types = []
-        with tempfile.TemporaryDirectory(prefix=f"rdflow-{self.kind}-") as td:
-            p, err = Path(td) / "in.bin", Path(td) / "stderr.txt"
-            p.write_bytes(data)
-            cmd = self._decode_cmd(str(p), "-loglevel", "info", "-vf", "showinfo", "-fps_mode",
-                                   "passthrough", "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "pipe:1")
-            with open(err, "wb") as errfh:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfh, stdin=subprocess.DEVNULL)
-                try:
-                    yield from self._read_planes(proc.stdout, clip)
-                finally:
-                    proc.stdout.close()
-                    rc = proc.wait()
-            text = err.read_text(errors="replace")
-            if rc != 0:
-                raise RdflowError(f"video_codecs.{self.spec.name} decode: ffmpeg exited with {rc}\n"
-                                  f"command: {' '.join(cmd)}\n{stderr_tail(text)}")
-            self.decoded_types = parse_showinfo_types(text)
+    @property
+    def decode_pix_fmt(self) -> str:
+        return self.pix_fmt
+
+    def stderr_tail(self, text: str) -> str:
+        return stderr_tail(text)
 
     def _read_planes(self, stream, clip: Clip) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         w, h = clip.width, clip.height

@@ -165,14 +165,20 @@ class FfmpegCodec(Codec):
         return ["-threads", "1", "-c:v", self.decoder]
 
     # -- interface ------------------------------------------------------------------------
-    def encode(self, rgb: np.ndarray) -> bytes:
+    def prepared(self, rgb: np.ndarray) -> tuple[np.ndarray, bytes, list[str]]:
+        """(the picture the encoder gets, the size header, ffmpeg's arguments reading it)."""
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.shape}")
         img, header = self.prepare(rgb)
         h, w = img.shape[:2]
-        args = ["-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-                "-i", "pipe:0", *self.encode_args(h, w), "pipe:1"]
+        return img, header, ["-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                             "-s", f"{w}x{h}", "-i", "pipe:0"]
+
+    def encode(self, rgb: np.ndarray) -> bytes:
+        img, header, rgb_in = self.prepared(rgb)
+        h, w = img.shape[:2]
+        args = [*rgb_in, *self.encode_args(h, w), "pipe:1"]
         out = _run(self.exe, args, img.tobytes(), what=f"{self.spec.name} ({self.encoder}) encode")
         if not out:
             raise RdflowError(f"{self.spec.name}: {self.encoder} wrote an empty bitstream")
@@ -273,27 +279,40 @@ class HevcIntra(FfmpegCodec):
         return ["-preset", str(self.opts["preset"]), "-x265-params", params]
 
     def prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, bytes]:
-        h, w = rgb.shape[:2]
-        step = 2 if self.pix_fmt == "yuv420p" else 1
-
-        def target(n: int) -> int:
-            return max(X265_MIN_SIDE, n + (-n) % step)
-
-        th, tw = target(h), target(w)
-        if (th, tw) == (h, w):
-            return rgb, b""
-        if max(h, w) > 0xFFFF:
-            raise RdflowError(f"{self.spec.name}: {w}x{h} is too large for the size header")
-        padded = np.pad(rgb, ((0, th - h), (0, tw - w), (0, 0)), mode="edge")
-        return padded, HEVC_HEADER + struct.pack(">HH", w, h)
+        return pad_for_encoder(rgb, X265_MIN_SIDE, 2 if self.pix_fmt == "yuv420p" else 1,
+                               HEVC_HEADER, self.spec.name)
 
     def split_header(self, data: bytes) -> tuple[tuple[int, int] | None, bytes]:
-        if data[:4] == HEVC_HEADER:
-            if len(data) < 8:
-                raise RdflowError(f"{self.spec.name}: truncated bitstream ({len(data)} bytes)")
-            w, h = struct.unpack(">HH", data[4:8])
-            return (w, h), data[8:]
-        return None, data
+        return split_size_header(data, HEVC_HEADER, self.spec.name)
+
+
+def pad_for_encoder(rgb: np.ndarray, min_side: int, step: int, magic: bytes,
+                    name: str) -> tuple[np.ndarray, bytes]:
+    """``rgb`` edge-padded to a size the encoder takes (at least ``min_side``, a multiple of
+    ``step``), and the size header that lets the decoder crop back (``magic`` + uint16 w, h;
+    empty when no padding was needed). The header's bytes count in bpp."""
+    h, w = rgb.shape[:2]
+
+    def target(n: int) -> int:
+        return max(min_side, n + (-n) % step)
+
+    th, tw = target(h), target(w)
+    if (th, tw) == (h, w):
+        return rgb, b""
+    if max(h, w) > 0xFFFF:
+        raise RdflowError(f"{name}: {w}x{h} is too large for the size header")
+    padded = np.pad(rgb, ((0, th - h), (0, tw - w), (0, 0)), mode="edge")
+    return padded, magic + struct.pack(">HH", w, h)
+
+
+def split_size_header(data: bytes, magic: bytes, name: str) -> tuple[tuple[int, int] | None, bytes]:
+    """(original (w, h) or None, the encoder's stream) of a file :func:`pad_for_encoder` made."""
+    if data[:4] == magic:
+        if len(data) < 8:
+            raise RdflowError(f"{name}: truncated bitstream ({len(data)} bytes)")
+        w, h = struct.unpack(">HH", data[4:8])
+        return (w, h), data[8:]
+    return None, data
 
 
 @register

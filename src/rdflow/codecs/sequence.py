@@ -20,9 +20,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from fractions import Fraction
 from typing import Any, ClassVar, Iterable, Iterator
+
+import numpy as np
 
 from .. import RdflowError
 from .base import CODECS, Codec, CodecSpec
@@ -137,6 +142,82 @@ class SequenceCodec(Codec):
 
     def warmup(self) -> None:
         """Sequence codecs are built once per job; nothing to warm up."""
+
+
+class FfmpegSequence(SequenceCodec):
+    """A sequence codec run by ffmpeg (x264/x265, vvc, av1): the frames' planes piped into ONE
+    encoder process, the file decoded by another to raw planes over a pipe. Subclasses give
+    ``_decode_cmd(path, *extra)`` and ``planes_bytes``; ``decode_pix_fmt`` is what the decoder
+    writes (read back by ``_read_planes``)."""
+
+    decode_pix_fmt: ClassVar[str] = "yuv420p"
+
+    def planes_bytes(self, planes) -> bytes:
+        return b"".join(np.ascontiguousarray(p, dtype=np.uint8).tobytes() for p in planes)
+
+    def stderr_tail(self, text: str) -> str:
+        return text.strip()[-2000:]
+
+    def pipe_frames(self, cmd: list[str], frames: Iterable, err: Path, *, what: str,
+                    check=None) -> tuple[int, float]:
+        """Run the encoder, writing each frame's planes to its stdin (``check(planes, n)`` first,
+        if given); (frames written, wall seconds)."""
+        n = 0
+        t0 = time.perf_counter()
+        with open(err, "wb") as errfh:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errfh)
+            try:
+                for planes in frames:
+                    if check is not None:
+                        check(planes, n)
+                    proc.stdin.write(self.planes_bytes(planes))
+                    n += 1
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            rc = proc.wait()
+        enc_s = time.perf_counter() - t0
+        if rc != 0:
+            raise RdflowError(f"{what}: ffmpeg exited with {rc}\ncommand: {' '.join(cmd)}\n"
+                              f"{self.stderr_tail(err.read_text(errors='replace'))}")
+        return n, enc_s
+
+    def decode_seconds(self, data: bytes, clip: Clip) -> float:
+        with tempfile.TemporaryDirectory(prefix=f"rdflow-{self.kind}-") as td:
+            p = Path(td) / "in.bin"
+            p.write_bytes(data)
+            cmd = self._decode_cmd(str(p), "-loglevel", "error", "-fps_mode", "passthrough",
+                                   "-f", "null", "-")
+            t0 = time.perf_counter()
+            run_ffmpeg(cmd, what=f"video_codecs.{self.spec.name} decode")
+            return time.perf_counter() - t0
+
+    def decode(self, data: bytes, clip: Clip) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Decode to raw planes over a pipe; yields 8-bit (Y, U, V) per frame (display order).
+        The picture types the decoder reports are in ``self.decoded_types`` once it ends."""
+        self.decoded_types: list[str] = []
+        with tempfile.TemporaryDirectory(prefix=f"rdflow-{self.kind}-") as td:
+            p, err = Path(td) / "in.bin", Path(td) / "stderr.txt"
+            p.write_bytes(data)
+            cmd = self._decode_cmd(str(p), "-loglevel", "info", "-vf", "showinfo", "-fps_mode",
+                                   "passthrough", "-f", "rawvideo", "-pix_fmt", self.decode_pix_fmt,
+                                   "pipe:1")
+            with open(err, "wb") as errfh:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfh, stdin=subprocess.DEVNULL)
+                try:
+                    yield from self._read_planes(proc.stdout, clip)
+                finally:
+                    proc.stdout.close()
+                    rc = proc.wait()
+            text = err.read_text(errors="replace")
+            if rc != 0:
+                raise RdflowError(f"video_codecs.{self.spec.name} decode: ffmpeg exited with {rc}\n"
+                                  f"command: {' '.join(cmd)}\n{self.stderr_tail(text)}")
+            self.decoded_types = parse_showinfo_types(text)
 
 
 # ------------------------------------------------------------------------------------------

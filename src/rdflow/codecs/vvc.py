@@ -34,7 +34,6 @@ so a picture that needs more than 8 bpp (noise, or QP near 0) fails to encode; t
 from __future__ import annotations
 
 import re
-import struct
 import tempfile
 from pathlib import Path
 from typing import ClassVar
@@ -45,7 +44,7 @@ from .. import RdflowError
 from .av1 import LibSequence
 from .base import register
 from .sequence import Clip
-from .ffmpeg import YUV_TAGS, FfmpegCodec
+from .ffmpeg import YUV_TAGS, FfmpegCodec, pad_for_encoder, split_size_header
 from .ffmpeg_tools import _run, ffmpeg_version, read_ppm
 
 VVENC_PRESETS = ("faster", "fast", "medium", "slow", "slower")
@@ -130,13 +129,9 @@ class VvcIntra(FfmpegCodec):
                 *YUV_TAGS, "-chroma_sample_location", "left", "-i", "pipe:0"]
 
     def encode(self, rgb: np.ndarray) -> bytes:
-        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.shape}")
-        img, header = self.prepare(rgb)
+        img, header, rgb_in = self.prepared(rgb)
         h, w = img.shape[:2]
-        to_yuv = ["-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-                  "-i", "pipe:0", *self._to_yuv(), "-f", "rawvideo", "pipe:1"]
+        to_yuv = [*rgb_in, *self._to_yuv(), "-f", "rawvideo", "pipe:1"]
         yuv = _run(self.exe, to_yuv, img.tobytes(), what=f"{self.spec.name} RGB -> yuv420p")
         if len(yuv) != w * h * 3 // 2:
             raise RdflowError(f"{self.spec.name}: swscale returned {len(yuv)} bytes of 4:2:0, "
@@ -170,26 +165,10 @@ class VvcIntra(FfmpegCodec):
         return rgb
 
     def prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, bytes]:
-        h, w = rgb.shape[:2]
-
-        def target(n: int) -> int:
-            return max(VVENC_MIN_SIDE, n + n % 2)
-
-        th, tw = target(h), target(w)
-        if (th, tw) == (h, w):
-            return rgb, b""
-        if max(h, w) > 0xFFFF:
-            raise RdflowError(f"{self.spec.name}: {w}x{h} is too large for the size header")
-        padded = np.pad(rgb, ((0, th - h), (0, tw - w), (0, 0)), mode="edge")
-        return padded, VVC_HEADER + struct.pack(">HH", w, h)
+        return pad_for_encoder(rgb, VVENC_MIN_SIDE, 2, VVC_HEADER, self.spec.name)
 
     def split_header(self, data: bytes) -> tuple[tuple[int, int] | None, bytes]:
-        if data[:4] == VVC_HEADER:
-            if len(data) < 8:
-                raise RdflowError(f"{self.spec.name}: truncated bitstream ({len(data)} bytes)")
-            w, h = struct.unpack(">HH", data[4:8])
-            return (w, h), data[8:]
-        return None, data
+        return split_size_header(data, VVC_HEADER, self.spec.name)
 
     def describe(self) -> dict:
         d = super().describe()

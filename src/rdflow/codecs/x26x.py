@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import ClassVar, Iterable, Iterator
 
@@ -20,7 +18,7 @@ import numpy as np
 from .. import RdflowError
 from .base import CodecSpec, register
 from .sequence import (
-    FFMPEG_CHROMA_LOC, FFMPEG_COLORSPACE, FFMPEG_RANGE, Clip, Encoded, SequenceCodec, ffmpeg,
+    FFMPEG_CHROMA_LOC, FFMPEG_COLORSPACE, FFMPEG_RANGE, Clip, Encoded, FfmpegSequence, ffmpeg,
     fps_arg, parse_framemd5, parse_showinfo_types, run_ffmpeg,
 )
 
@@ -31,7 +29,7 @@ X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 RATE_CONTROLS = ("crf", "qp")
 
 
-class X26x(SequenceCodec):
+class X26x(FfmpegSequence):
     """x264/x265 via ffmpeg: raw 4:2:0 planes over a pipe in, Annex-B elementary stream out.
 
     Options: preset (medium), rate_control (crf | qp; quality is the CRF or QP), gop (keyint;
@@ -125,7 +123,7 @@ class X26x(SequenceCodec):
                    "-pix_fmt", "yuv420p", "-fps_mode", "passthrough", "-f", "tee",
                    self._tee(full, out, packets)]
             what = f"video_codecs.{self.spec.name} ({self.encoder}) encode"
-            n, enc_s = self._pipe_frames(cmd, frames, td / "stderr.txt", what=what)
+            n, enc_s = self.pipe_frames(cmd, frames, td / "stderr.txt", what=what)
             data = out.read_bytes()
             info = self.encoder_info(full.read_bytes()[:1 << 16])
             pk = parse_framemd5(packets.read_text())
@@ -133,32 +131,6 @@ class X26x(SequenceCodec):
         self._last_info = info
         return Encoded(data=data, frame_bytes=[s for _, _, s in display], frame_types=[],
                        enc_s=enc_s, info=info)
-
-    @staticmethod
-    def _pipe_frames(cmd: list[str], frames: Iterable, err: Path, *, what: str) -> tuple[int, float]:
-        """Run the encoder, writing each frame's planes to its stdin; (frames, wall seconds)."""
-        n = 0
-        t0 = time.perf_counter()
-        with open(err, "wb") as errfh:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errfh)
-            try:
-                for y, u, v in frames:
-                    for p in (y, u, v):
-                        proc.stdin.write(np.ascontiguousarray(p, dtype=np.uint8).tobytes())
-                    n += 1
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-            rc = proc.wait()
-        enc_s = time.perf_counter() - t0
-        if rc != 0:
-            msg = err.read_text(errors="replace").strip()[-2000:]
-            raise RdflowError(f"{what}: ffmpeg exited with {rc}\ncommand: {' '.join(cmd)}\n{msg}")
-        return n, enc_s
 
     @staticmethod
     def _display_packets(pk: list, n: int, size: int, *, what: str) -> list:
@@ -172,38 +144,6 @@ class X26x(SequenceCodec):
         if len({p for _, p, _ in pk}) != n:
             raise RdflowError(f"{what}: packets without distinct timestamps; cannot order frames")
         return sorted(pk, key=lambda t: t[1])  # pts: display order
-
-    def decode_seconds(self, data: bytes, clip: Clip) -> float:
-        with tempfile.TemporaryDirectory(prefix="rdflow-x26x-") as td:
-            p = Path(td) / "in.bin"
-            p.write_bytes(data)
-            cmd = self._decode_cmd(str(p), "-loglevel", "error", "-fps_mode", "passthrough", "-f", "null", "-")
-            t0 = time.perf_counter()
-            run_ffmpeg(cmd, what=f"video_codecs.{self.spec.name} decode")
-            return time.perf_counter() - t0
-
-    def decode(self, data: bytes, clip: Clip) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Decode with ffmpeg to raw yuv420p over a pipe; yields (Y, U, V) per frame. The picture
-        types the decoder reports are left in ``self.decoded_types`` once the iterator ends."""
-        self.decoded_types: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="rdflow-x26x-") as td:
-            p = Path(td) / "in.bin"
-            p.write_bytes(data)
-            err = Path(td) / "stderr.txt"
-            cmd = self._decode_cmd(str(p), "-loglevel", "info", "-vf", "showinfo", "-fps_mode",
-                                   "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1")
-            with open(err, "wb") as errfh:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfh, stdin=subprocess.DEVNULL)
-                try:
-                    yield from self._read_planes(proc.stdout, clip)
-                finally:
-                    proc.stdout.close()
-                    rc = proc.wait()
-            text = err.read_text(errors="replace")
-            if rc != 0:
-                raise RdflowError(f"video_codecs.{self.spec.name} decode: ffmpeg exited with {rc}\n"
-                                  f"command: {' '.join(cmd)}\n{text.strip()[-2000:]}")
-            self.decoded_types = parse_showinfo_types(text)
 
     def _read_planes(self, stream, clip: Clip) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         w, h = clip.width, clip.height
