@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, item_file
 from rdflow import RdflowError
 from rdflow.codecs import CodecSpec, build, codec_class
 from rdflow.codecs import command_io as cio
@@ -325,7 +325,7 @@ def test_workflow_codes_kodak_and_frames_with_the_command(tmp_path):
     assert sorted(zip(rd.image, rd.quality)) == [("kodim03", 3), ("kodim03", 12),
                                                   ("kodim12", 3), ("kodim12", 12)]
     for r in rd.itertuples():
-        bs = work / f"results/image/k/ext/q{r.quality}/{r.image}.bin"
+        bs = item_file(work, "image", "k", "ext", r.quality, r.image, "bin")
         assert r.bytes == bs.stat().st_size and r.header_bytes == 0
         assert r.bpp == pytest.approx(8 * r.bytes / (768 * 512))
         direct(MJPEG["decode"], input=bs, output=tmp_path / f"{r.image}{r.quality}.png")
@@ -337,7 +337,7 @@ def test_workflow_codes_kodak_and_frames_with_the_command(tmp_path):
     ext = video[video.codec == "ext"]
     assert len(ext) == 2 * 2 and ext.psnr_y.between(25, 60).all()
     for r in ext.itertuples():  # per-frame rows: the rate is the command's file too
-        size = (work / f"results/video/clip/ext/q{r.quality}/{r.frame}.bin").stat().st_size
+        size = (item_file(work, "video", "clip", "ext", r.quality, r.frame, "bin")).stat().st_size
         assert r.bytes == size and r.bpp == pytest.approx(8 * size / (192 * 128))
 
 
@@ -350,7 +350,8 @@ def test_workflow_failing_command_leaves_no_row(tmp_path):
     log = work / "logs/compress_image/k/ext/q5/b0.log"
     assert proc.returncode != 0
     assert "expected 768x512" in proc.stdout + proc.stderr + log.read_text()
-    assert not list(work.glob("results/**/*.json"))
+    assert not list(work.glob("results/image/k/ext/**/*.json"))  # no row, no batch folder
+    assert not list(work.glob("results/image/k/ext/*/batch*"))
     assert not (work / "results/image_rd_k.csv").exists()
 
 

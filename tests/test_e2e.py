@@ -16,7 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, item_file
 
 pytestmark = pytest.mark.e2e
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -130,7 +130,7 @@ def test_kodak_rows_and_bitstream_sizes(kodak_study):
         (c, q, i) for c, qs in KODAK_CODECS.items() for q in qs for i in KODAK_IMAGES)
     # bpp counts every byte of the bitstream file
     for r in df.itertuples():
-        f = work / f"results/image/kodak/{r.codec}/q{r.quality}/{r.image}.bin"
+        f = item_file(work, "image", "kodak", r.codec, r.quality, r.image, "bin")
         assert f.stat().st_size == r.bytes
         assert r.bpp == f.stat().st_size * 8 / (r.height * r.width)
     # the sizes Pillow reads from the served PNGs (kodim04 is the portrait one)
@@ -182,7 +182,7 @@ def test_kodak_learned_rows_are_compressai_on_the_served_checkpoint(kodak_study)
                     x_hat = F.pad(net.decompress(out["strings"], out["shape"])["x_hat"], unpad)
                 rec = x_hat[0].mul(255).clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
                 strings = b"".join(s[0] for s in out["strings"])
-                kept = (work / f"results/image/kodak/fact/q{q}/{name}.bin").read_bytes()
+                kept = (item_file(work, "image", "kodak", "fact", q, name, "bin")).read_bytes()
                 assert kept.endswith(strings) and len(kept) == len(strings) + row.header_bytes, (q, name)
                 assert row.header_bytes > 0
                 assert row.bpp == (len(strings) + row.header_bytes) * 8 / (h * w), (q, name)
@@ -201,7 +201,7 @@ def test_kodak_classical_rows_are_pillow_decodes_of_the_kept_bitstreams(kodak_st
     assert len(rows) == 6
     magic = {"jpeg": lambda d: d[:3] == b"\xff\xd8\xff", "webp": lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP"}
     for r in rows.itertuples():
-        path = work / f"results/image/kodak/{r.codec}/q{r.quality}/{r.image}.bin"
+        path = item_file(work, "image", "kodak", r.codec, r.quality, r.image, "bin")
         assert magic[r.codec](path.read_bytes()), path
         with Image.open(path) as im:
             assert im.format == r.codec.upper()
@@ -262,15 +262,25 @@ def test_kodak_rerun_plans_exactly_the_new_work(kodak_study):
         (work / "config.yaml").write_text(before)
     # one batch job (both images at the new quality), then the table
     assert plan["compress_image"] == 1 and plan["aggregate_image"] == 1
-    # a deleted item result is redone with its batch and the tables that use it
-    row = work / "results/image/kodak/jpeg/q30/kodim04.json"
-    kept = row.read_bytes()
-    row.unlink()
+    # a deleted batch folder is redone (that batch only) with the tables that use it
+    row = item_file(work, "image", "kodak", "jpeg", 30, "kodim04", "json")
+    folder, kept = row.parent, row.parent.with_name("kept")
+    folder.rename(kept)
     try:
         plan = planned_jobs(work)
     finally:
-        row.write_bytes(kept)
+        kept.rename(folder)
     assert plan["compress_image"] == 1 and plan["aggregate_image"] == 1
+    # an item deleted from its folder: the table's job names the file and the fix
+    data = row.read_bytes()
+    row.unlink()
+    try:
+        proc = run_snakemake(work, "--forcerun", "aggregate_image", check=False)
+    finally:
+        row.write_bytes(data)
+    assert proc.returncode != 0
+    assert f"{row.relative_to(work)} is missing from its batch folder" in proc.stdout + proc.stderr
+    assert f"delete the folder {folder.relative_to(work)}" in proc.stdout + proc.stderr
 
 
 # ------------------------------------------------------------------ local study, random weights
@@ -311,7 +321,7 @@ def test_local_study_with_random_weights(tmp_path):
     assert set(hp.device) == {device} and set(df[df.codec == "jpeg"].device) == {"cpu"}
     sizes = {"colour": (200, 170), "alpha": (200, 170), "gray_small": (50, 40)}
     for r in df.itertuples():
-        data = (work / f"results/image/mine/{r.codec}/q{r.quality}/{r.image}.bin").read_bytes()
+        data = (item_file(work, "image", "mine", r.codec, r.quality, r.image, "bin")).read_bytes()
         assert (r.height, r.width) == sizes[r.image] and r.bytes == len(data)
         assert r.bpp == len(data) * 8 / (r.height * r.width)
     # the seed is honoured: a hyperprior built by CompressAI under torch.manual_seed(7) decodes
@@ -327,7 +337,7 @@ def test_local_study_with_random_weights(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the coding job ran
     for r in hp[hp.image != "gray_small"].itertuples():
-        data = (work / f"results/image/mine/hp/q3/{r.image}.bin").read_bytes()
+        data = (item_file(work, "image", "mine", "hp", 3, r.image, "bin")).read_bytes()
         h, w, lh, lw, n = struct.unpack_from(">HHHHB", data)
         lens = struct.unpack_from(f">{n - 1}I", data, 9)
         off = 9 + 4 * (n - 1)
@@ -374,8 +384,10 @@ def test_image_study_and_video_study_targets_plan_only_their_half(tmp_path):
     })
     image = planned_jobs(work, "image_study")
     video = planned_jobs(work, "video_study")
-    # 2 qualities x one batch (both images); a figure per metric (psnr_rgb, ms_ssim_db)
-    assert image == {"compress_image": 2, "aggregate_image": 1, "plot_image_rd": 2, "image_study": 1}
+    # the batch's images listed once; 2 qualities x one batch (both images); a figure per
+    # metric (psnr_rgb, ms_ssim_db)
+    assert image == {"image_batch_sources": 1, "compress_image": 2, "aggregate_image": 1,
+                     "plot_image_rd": 2, "image_study": 1}
     # 2 qualities x one batch (the 3 frames); a figure per metric (psnr_y, psnr_rgb, ms_ssim_db)
     assert video == {"probe_sequence": 1, "compress_frame": 2, "aggregate_video": 1,
                      "plot_video_rd": 3, "video_study": 1}
@@ -396,14 +408,15 @@ def test_failed_job_leaves_no_row(tmp_path):
     assert proc.returncode != 0
     assert "bad.png" in proc.stdout + proc.stderr + (work / "logs/compress_image/mine/jpeg/q50/b0.log").read_text()
     out = work / "results/image/mine/jpeg/q50"
-    assert not (out / "bad.json").exists() and not (out / "bad.bin").exists()
-    # the failed batch job leaves none of its items (Snakemake removes a failed job's outputs):
-    # good.png, in the same batch, is coded again with it once bad.png is fixed
-    assert not (out / "good.json").exists()
+    # the failed batch job leaves none of its items: no batch folder (Snakemake removes a failed
+    # job's outputs) and no half-written one (the job removes its .partial folder); good.png, in
+    # the same batch, is coded again with it once bad.png is fixed
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
     assert not (work / "results/image_rd_mine.csv").exists()
     Image.new("RGB", (64, 64), (9, 8, 7)).save(imgs / "bad.png")
     run_snakemake(work)
-    assert (out / "good.json").exists() and (out / "bad.json").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["batch0"]
+    assert sorted(p.name for p in (out / "batch0").glob("*.json")) == ["bad.json", "good.json"]
     assert len(pd.read_csv(work / "results/image_rd_mine.csv")) == 2
 
 
@@ -419,7 +432,10 @@ def test_failed_item_in_batches_of_one_leaves_the_others(tmp_path):
     proc = run_snakemake(work, "--keep-going", check=False)
     assert proc.returncode != 0
     out = work / "results/image/mine/jpeg/q50"
-    assert not (out / "bad.json").exists() and (out / "good.json").exists()
+    # bad sorts first: batch0 failed and left nothing, batch1 (good) is complete (with its
+    # reconstruction for VMAF, which has not run)
+    assert sorted(p.name for p in out.iterdir()) == ["batch1", "batch1.recon"]
+    assert sorted(p.name for p in (out / "batch1").iterdir() if p.suffix) == ["good.bin", "good.json"]
     assert not (work / "results/image_rd_mine.csv").exists()
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import item_file
 from test_e2e import planned_jobs, psnr_255, run_snakemake, write_config
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +49,7 @@ def study(tmp_path_factory):
 
 def _item_rows(work, codec):
     """The per-image result rows the coding jobs wrote (one JSON file per image)."""
-    return [json.loads((work / f"results/image/kodak/{codec}/q{q}/{i}.json").read_text())
+    return [json.loads((item_file(work, "image", "kodak", codec, q, i, "json")).read_text())
             for q in CODECS[codec] for i in IMAGES]
 
 
@@ -96,7 +97,7 @@ def test_rates_and_jpeg_psnr_recomputed_from_the_bitstream_files(study):
         for i, q in enumerate(res["quality"]):
             bpps, psnrs = [], []
             for name in IMAGES:
-                data = (work / f"results/image/kodak/{codec}/q{q}/{name}.bin").read_bytes()
+                data = (item_file(work, "image", "kodak", codec, q, name, "bin")).read_bytes()
                 ref = np.asarray(Image.open(kodak / f"{name}.png").convert("RGB"))
                 bpps.append(len(data) * 8 / (ref.shape[0] * ref.shape[1]))
                 if codec == "jpeg":  # the file is a JPEG: Pillow decodes it, numpy scores it

@@ -57,8 +57,14 @@ def test_targets(tmp_path, monkeypatch):
     assert sorted(p for p in t if p.endswith("_eval.json")) == [
         "results/detection/video/synth/jpeg/q30_eval.json",
         "results/detection/video/synth/jpeg/q80_eval.json"]
+    # the rule waits for the batches' recon folders; the job reads one PNG per frame there
     assert mv.decoded_paths(cfg, "video", "synth", "jpeg", 30) == [
-        f"results/video/synth/jpeg/q30/{i}.png" for i in range(3)]
+        "results/video/synth/jpeg/q30/batch0.recon"]
+    assert mv.item_paths(cfg, "video", "synth", "jpeg", 30, "png") == {
+        str(i): f"results/video/synth/jpeg/q30/batch0.recon/{i}.png" for i in range(3)}
+    assert mv.rate_inputs(cfg, "video", "synth", "jpeg", 30) == ["results/video/synth/jpeg/q30/batch0"]
+    assert mv.rate_rows(cfg, "video", "synth", "jpeg", 30) == [
+        f"results/video/synth/jpeg/q30/batch0/{i}.json" for i in range(3)]
     # image datasets only with labels
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "a.png").write_bytes(b"")
@@ -438,7 +444,7 @@ def test_detect_runs_in_a_reused_worker_and_survives_its_death(tmp_path, monkeyp
     assert mv.POOL._idle[0].proc.pid == pid and r2["load_s"] < r["load_s"]
     assert json.loads((tmp_path / "q.json").read_text()) == json.loads((tmp_path / "o.json").read_text())
     # a user error in the worker is a user error here, and the worker stays
-    with pytest.raises(RdflowError, match=r"decoded frame results/video/synth/jpeg/q30/0.png is "
+    with pytest.raises(RdflowError, match=r"decoded frame results/video/synth/jpeg/q30/batch0.recon/0.png is "
                                           "missing"):
         mv.detect(cfg, source="video", name="synth", codec="jpeg", quality=30,
                   out=str(tmp_path / "d.json"))

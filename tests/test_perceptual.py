@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import math
+import shutil
 import stat
 import subprocess
 
@@ -20,6 +21,7 @@ from rdflow.io import write_png
 from rdflow.metrics.vmaf import find_ffmpeg_with_libvmaf
 from rdflow.stages import vmaf as stage
 from rdflow.metrics.yuv import rgb_to_yuv420, yuv420_to_rgb
+from conftest import item_file
 
 W, H = 96, 64
 
@@ -98,7 +100,9 @@ def test_targets_and_jobs(tmp_path):
     assert stage.image_jobs(cfg) == [("k", "hp", 2), ("k", "jpeg", 30), ("k", "jpeg", 80),
                                           ("m", "jpeg", 30), ("m", "jpeg", 80)]
     assert stage.video_recons(cfg, "synth", "jpeg", 30) == [
-        f"results/video/synth/jpeg/q30/{f}.png" for f in (1, 3, 5)]
+        f"results/video/synth/jpeg/q30/batch0.recon/{f}.png" for f in (1, 3, 5)]
+    assert stage.video_recon_inputs(cfg, "synth", "jpeg", 30) == [
+        "results/video/synth/jpeg/q30/batch0.recon"]
     t = stage.targets(cfg)
     assert {"results/vmaf.csv", "results/vmaf_correlation.csv",
             "results/figures/vmaf_bpp_video_synth.png", "results/figures/vmaf_vs_psnr_video.pdf",
@@ -382,7 +386,7 @@ def test_workflow_vmaf_matches_direct_ffmpeg(tmp_path):
     # selecting frames 1, 3, 5, against the kept JPEG bitstreams decoded and converted
     dist = b""
     for f in (1, 3, 5):
-        rec = np.asarray(Image.open(work / f"results/video/synth/jpeg/q30/{f}.bin")
+        rec = np.asarray(Image.open(item_file(work, "video", "synth", "jpeg", 30, f, "bin"))
                          .convert("RGB"))
         dist += b"".join(p.tobytes() for p in rgb_to_yuv420(rec, "bt709", "limited", "left"))
     (tmp_path / "dist.yuv").write_bytes(dist)
@@ -411,10 +415,10 @@ def test_workflow_vmaf_matches_direct_ffmpeg(tmp_path):
     assert not list((work / "results").rglob("[0-9]*.png"))
     assert not list((work / "results/image").rglob("*.png"))
     assert planned_jobs(work) == {}
-    # one frame's row deleted: that group's VMAF is redone, which needs all its (temporary)
+    # one batch folder deleted: that group's VMAF is redone, which needs all its (temporary)
     # reconstructions again: every frame of that (sequence, codec, quality) is recoded (its
     # one batch job)
-    (work / "results/video/synth/jpeg/q80/3.json").unlink()
+    shutil.rmtree(item_file(work, "video", "synth", "jpeg", 80, 3, "json").parent)
     plan = planned_jobs(work)
     assert plan["compress_frame"] == 1 and plan["vmaf_video"] == 1 and plan["vmaf_table"] == 1
     assert "vmaf_image" not in plan

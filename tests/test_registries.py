@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, item_file
 from test_e2e import run_snakemake, write_config
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +70,7 @@ def test_plugin_codec_and_metric_in_the_tidy_csv_and_summary(plugin_study):
     assert "psnr_green" in rd.columns and rd.psnr_green.notna().all()
     # rate from the real bitstream files; green PSNR rises with the bits kept
     for r in poster.itertuples():
-        size = (plugin_study / f"results/image/crops/poster/q{r.quality}/{r.image}.bin").stat().st_size
+        size = (item_file(plugin_study, "image", "crops", "poster", r.quality, r.image, "bin")).stat().st_size
         assert r.bytes == size and r.bpp == pytest.approx(size * 8 / (r.width * r.height))
     by_q = poster.groupby("quality").psnr_green.mean()
     assert by_q.is_monotonic_increasing and by_q[6] > by_q[2] + 10

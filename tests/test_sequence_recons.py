@@ -101,12 +101,15 @@ def test_vmaf_and_detection_plans_include_the_sequence_codecs(raw, tmp_path):
     recon = "results/video/synth/avc/q22/sequence_recon.raw"
     assert vmaf_stage.video_recons(cfg, "synth", "avc", 22) == [recon]
     assert vmaf_stage.video_recons(cfg, "synth", "jpeg", 50) == [
-        f"results/video/synth/jpeg/q50/{f}.png" for f in (1, 3, 5)]
+        f"results/video/synth/jpeg/q50/batch0.recon/{f}.png" for f in (1, 3, 5)]
+    assert vmaf_stage.video_recon_inputs(cfg, "synth", "avc", 22) == [recon]
     assert "results/vmaf/video/other/hevc/q30.csv" in vmaf_stage.targets(cfg)
     assert mv.points(cfg, "video", "synth") == [("jpeg", 50), ("avc", 22), ("avc", 37)]
     assert mv.points(cfg, "video", "other")[-1] == ("hevc", 30)
     assert mv.decoded_paths(cfg, "video", "synth", "avc", 22) == [recon]
     assert mv.rate_rows(cfg, "video", "synth", "avc", 22) == [
+        "results/video/synth/avc/q22/sequence_rows.json"]
+    assert mv.rate_inputs(cfg, "video", "synth", "avc", 22) == [
         "results/video/synth/avc/q22/sequence_rows.json"]
     assert "results/detection/video/other/hevc/q30_eval.json" in mv.targets(cfg)
     # both stages off: no sequence-codec point is read by anyone

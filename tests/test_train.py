@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, item_file
 from rdflow import RdflowError
 from rdflow.study import validate
 
@@ -171,6 +171,6 @@ def test_train_then_code_through_snakemake(tmp_path):
     assert info[2]["init_model"].endswith("resources/trained/tiny/q1.pth.tar")
     assert info[1]["lambda"] == 0.01 and info[2]["lambda"] == 0.05
     assert len(info[1]["curve"]) == 3 and all(np.isfinite(r["loss"]) for r in info[1]["curve"])
-    rows = [json.loads((work / f"results/image/d/mine/q{q}/img0.json").read_text()) for q in (1, 2)]
+    rows = [json.loads((item_file(work, "image", "d", "mine", q, "img0", "json")).read_text()) for q in (1, 2)]
     assert {r["weights"] for r in rows} == {"trained(tiny)"}
     assert all(r["bytes"] > 0 and np.isfinite(r["psnr_rgb"]) for r in rows)

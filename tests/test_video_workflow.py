@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import numpy as np
@@ -12,6 +13,7 @@ import yaml
 from PIL import Image
 
 from test_e2e import planned_jobs, psnr_255, run_snakemake, write_config
+from conftest import item_file
 
 pytestmark = pytest.mark.e2e
 
@@ -89,7 +91,7 @@ def check_image_codec_frames(work, df, sequence, raw, w, h, codecs):
     conv = dict(matrix=meta["matrix"], range=meta["range"], chroma_loc=meta["chroma_loc"])
     ff = ffmpeg_rgb_frames(raw, w, h, sorted(rows.frame.unique()), *conv.values())
     for r in rows.itertuples():
-        path = work / f"results/video/{sequence}/{r.codec}/q{r.quality}/{r.frame}.bin"
+        path = item_file(work, "video", sequence, r.codec, r.quality, r.frame, "bin")
         data = path.read_bytes()
         assert r.bytes == len(data) and r.bpp == len(data) * 8 / (w * h)
         with Image.open(path) as im:
@@ -135,7 +137,7 @@ def test_video_rows_and_granularity(tmp_path):
     hp = df[df.codec == "hp"]
     assert set(hp.weights) == {"random(seed=0)"} and len(hp) == 4
     for r in hp.itertuples():
-        assert r.bpp == (work / f"results/video/synth/hp/q2/{r.frame}.bin").stat().st_size * 8 / (64 * 48)
+        assert r.bpp == (item_file(work, "video", "synth", "hp", 2, r.frame, "bin")).stat().st_size * 8 / (64 * 48)
     # decoded frames are temp(): gone once nothing needs them; bitstreams are kept
     assert not list((work / "results/video").rglob("*.png"))
     assert len(list((work / "results/video").rglob("*.bin"))) == 12
@@ -155,14 +157,16 @@ def test_video_rows_and_granularity(tmp_path):
     write_config(work, cfg)
     assert planned_jobs(work)["compress_frame"] == 2
 
-    # one frame's result deleted: exactly its batch (frames 2 and 3), and the table
+    # one frame's batch folder deleted: exactly that batch (frames 2 and 3), and the table
     cfg["codecs"]["jpeg"]["qualities"] = [40, 80]
     write_config(work, cfg)
-    (work / "results/video/synth/jpeg/q80/2.json").unlink()
+    folder = item_file(work, "video", "synth", "jpeg", 80, 2, "json").parent
+    assert sorted(p.name for p in folder.glob("*.json")) == ["2.json", "3.json"]
+    shutil.rmtree(folder)
     plan = planned_jobs(work)
     assert plan["compress_frame"] == 1 and plan["aggregate_video"] == 1
     run_snakemake(work)
-    assert (work / "results/video/synth/jpeg/q80/2.json").exists()
+    assert (item_file(work, "video", "synth", "jpeg", 80, 2, "json")).exists()
     again = pd.read_csv(work / "results/video_rd_synth.csv", float_precision="round_trip")
     cols = ["codec", "quality", "frame", "bpp", "psnr_y", "psnr_rgb"]
     pd.testing.assert_frame_equal(again[cols].sort_values(cols[:3]).reset_index(drop=True),

@@ -55,10 +55,18 @@ SEQUENCE_PROBE = "results/video/{sequence}/sequence.json"
 # (end decode)
 
 # -- compress (stages/compress.py)
-#: one coded image / frame: ``<item>.bin`` (bitstream), ``.json`` (its row), ``.png`` (8-bit
-#: reconstruction, temp() unless keep_reconstructions)
-IMAGE_ITEM = "results/image/{dataset}/{codec}/q{quality}/{image}"
-FRAME_ITEM = "results/video/{sequence}/{codec}/q{quality}/{frame}"
+#: one batch job (up to batch_size items of one dataset or sequence, one codec and quality; the
+#: k-th batch of the items in sorted order) writes one folder: per item ``<item>.bin`` (its
+#: bitstream) and ``<item>.json`` (its row, one line of the tidy CSV); and, when VMAF or detection
+#: reads them (or keep_reconstructions), a second folder ``<batch>.recon`` of 8-bit
+#: reconstructions ``<item>.png`` (temp() unless keep_reconstructions). Each folder is written
+#: under ``<folder>.partial`` and renamed when the whole batch is coded.
+IMAGE_BATCH = "results/image/{dataset}/{codec}/q{quality}/batch{batch}"
+FRAME_BATCH = "results/video/{sequence}/{codec}/q{quality}/batch{batch}"
+RECON_SUFFIX = ".recon"
+#: the source images of one image batch (rule image_batch_sources: their paths, sizes and
+#: SHA-256), the one input every coding job of that batch waits for
+IMAGE_BATCH_SOURCES = "results/image/{dataset}/sources/batch{batch}.json"
 #: one batch job's log (the batch codes items of one dataset or sequence with one codec/quality)
 IMAGE_BATCH_LOG = "logs/compress_image/{dataset}/{codec}/q{quality}/b{batch}.log"
 FRAME_BATCH_LOG = "logs/compress_frame/{sequence}/{codec}/q{quality}/b{batch}.log"

@@ -28,8 +28,8 @@ def validate(config: dict, schema: str | Path | None = None) -> dict:
 
 
 def all_targets(config: dict, items: bool = True) -> list[str]:
-    """Every stage's final files (tables, figures and, unless ``items`` is false, the per-item
-    rows of stages that list them: ``ITEM_TARGETS``), in DAG order."""
+    """Every stage's final files (tables, figures and, unless ``items`` is false, the per-batch
+    folders of stages that list them: ``ITEM_TARGETS``), in DAG order."""
     out: list[str] = []
     for stage in STAGES:
         if items or not getattr(stage, "ITEM_TARGETS", False):

@@ -9,7 +9,8 @@ from rdflow.stages import video_codecs as video_codecs_stage
 
 rule aggregate_image:
     input:
-        rows=lambda wc: compress_stage.image_rows(config, wc.dataset),
+        # the batch folders (their rows are read by the job): Snakemake tracks folders
+        batches=lambda wc: compress_stage.image_folders(config, wc.dataset),
     output:
         csv=report(
             paths.IMAGE_RD,
@@ -28,7 +29,13 @@ rule aggregate_image:
     run:
         from rdflow.runtime import run_logged
 
-        run_logged(log[0], aggregate_stage.write_tables, input.rows, output.csv, output.summary)
+        run_logged(
+            log[0],
+            aggregate_stage.write_tables,
+            compress_stage.image_rows(config, wildcards.dataset),
+            output.csv,
+            output.summary,
+        )
 
 
 rule plot_image_rd:
@@ -62,8 +69,8 @@ rule plot_image_rd:
 
 rule aggregate_video:
     input:
-        rows=lambda wc: compress_stage.video_rows(config, wc.sequence)
-        + video_codecs_stage.sequence_rows(config, wc.sequence),
+        batches=lambda wc: compress_stage.video_folders(config, wc.sequence),
+        sequence_rows=lambda wc: video_codecs_stage.sequence_rows(config, wc.sequence),
     output:
         csv=report(
             paths.VIDEO_RD,
@@ -85,7 +92,7 @@ rule aggregate_video:
         run_logged(
             log[0],
             aggregate_stage.write_tables,
-            input.rows,
+            compress_stage.video_rows(config, wildcards.sequence) + list(input.sequence_rows),
             output.csv,
             output.summary,
             group=("sequence", "codec", "quality"),

@@ -1,12 +1,12 @@
-# Stage: compression (rdflow.stages.compress). Per-item outputs are the unit of caching: each
-# (dataset | sequence, codec, quality, item) has its own bitstream, row and reconstruction. A
-# job codes a BATCH of up to `batch_size` items of one dataset or sequence with one (codec,
-# quality), so start-up (torch, the model; on SLURM the job's own Snakemake) is paid once per
-# batch. The batches are fixed by the study (items sorted, cut every batch_size): one rule per
-# (dataset | sequence, codec, quality, batch) with literal outputs, named
-# compress_image__<dataset>_<codec>_q<quality>_b<k> (compress_frame__... for sequences); literal
-# paths keep Snakemake's lookup of a file's producer O(log n) at thousands of items. A deleted
-# or changed item reruns its batch only. Jobs are run: jobs in threads of the Snakemake process
+# Stage: compression (rdflow.stages.compress). Each (dataset | sequence, codec, quality, item)
+# has its own bitstream, row and reconstruction. A job codes a BATCH of up to `batch_size` items
+# of one dataset or sequence with one (codec, quality), so start-up (torch, the model; on SLURM
+# the job's own Snakemake) is paid once per batch; its outputs are the batch's folders (items:
+# <item>.bin and <item>.json; recons: <item>.png), so Snakemake's bookkeeping (producer lookup,
+# metadata, timestamps) is per batch, not per file. The batches are fixed by the study (items
+# sorted, cut every batch_size): one rule per (dataset | sequence, codec, quality, batch) with
+# literal outputs, named compress_image__<dataset>_<codec>_q<quality>_b<k> (compress_frame__...
+# for sequences). A deleted or invalidated batch folder reruns that batch only. Jobs are run: jobs in threads of the Snakemake process
 # locally (profiles/default): torch is imported once, each model loaded once per run.
 from rdflow import paths
 from rdflow.stages import compress as compress_stage
@@ -28,26 +28,18 @@ def _recon_users():
 RECON_USERS = _recon_users()
 
 
-def _batch_outputs(pattern, key, items, **fixed):
-    """Per-item bitstream, row and (when a later stage reads it or keep_reconstructions is
-    set) reconstruction paths of a batch."""
-    stems = [pattern.format(**fixed, **{key: i}) for i in items]
-    point = (fixed.get("dataset", fixed.get("sequence")), fixed["codec"], fixed["quality"])
-    recons = config["keep_reconstructions"] or point in RECON_USERS
-    # rows first, then reconstructions, bitstreams last: Snakemake finds a file's producer by
-    # matching the rule's outputs in order, and rows are looked up most (tables and targets),
-    # reconstructions next (VMAF, detection), bitstreams never
-    return dict(
-        rows=[s + ".json" for s in stems],
-        recons=[reconstruction(s + ".png") for s in stems] if recons else [],
-        bitstreams=[s + ".bin" for s in stems],
-    )
+def _batch_outputs(medium, name, codec, quality, batch):
+    """A batch's folders: its items' bitstreams and rows, and (when a later stage reads them or
+    keep_reconstructions is set) their reconstructions."""
+    out = dict(batch=directory(compress_stage.batch_folder(medium, name, codec, quality, batch)))
+    if config["keep_reconstructions"] or (name, codec, quality) in RECON_USERS:
+        recons = compress_stage.recon_folder(medium, name, codec, quality, batch)
+        out["recons"] = reconstruction(directory(recons))
+    return out
 
 
 def _outputs_dict(output):
-    out = {k: list(getattr(output, k)) for k in ("bitstreams", "rows", "recons")}
-    out["recons"] = out["recons"] or [None] * len(out["rows"])
-    return out
+    return {"batch": output.batch, "recons": output.get("recons")}
 
 
 def _weights(codec, quality):
@@ -65,17 +57,53 @@ def _gpu(codec):
     return int(codec_class(c["kind"]).uses_gpu(c, config["device"]))
 
 
+def _batch_images(wc):
+    return compress_stage.image_batches(config, wc.dataset)[int(wc.batch)]
+
+
+rule image_batch_sources:
+    """The source images of one image batch, checked and listed once: every coding job of the
+    batch (each codec and quality) waits for this one file instead of listing the images."""
+    input:
+        lambda wc: [download_stage.image_input(config, wc.dataset, i) for i in _batch_images(wc)],
+    output:
+        paths.IMAGE_BATCH_SOURCES,
+    log:
+        "logs/image_batch_sources/{dataset}/batch{batch}.log",
+    wildcard_constraints:
+        batch=r"\d+",
+    localrule: True
+    params:
+        images=_batch_images,
+        sha256=lambda wc: [
+            download_stage.image_sha256(config, wc.dataset, i) for i in _batch_images(wc)
+        ],
+    run:
+        from rdflow.runtime import run_logged
+
+        run_logged(
+            log[0],
+            compress_stage.sources_job,
+            dataset=wildcards.dataset,
+            images=params.images,
+            inputs=list(input),
+            sha256=params.sha256,
+            out=output[0],
+        )
+
+
 for _d, _c, _q, _b, _images in compress_stage.image_jobs(config):
 
     rule:
         name:
             f"compress_image__{rule_tag(_d)}_{rule_tag(_c)}_q{_q}_b{_b}"
         input:
-            images=[download_stage.image_input(config, _d, i) for i in _images],
+            # the batch's images, listed once for all its coding jobs (rule image_batch_sources)
+            sources=compress_stage.sources_file(_d, _b),
             weights=_weights(_c, _q),
             external=compress_stage.item_inputs(config, _c, _q, "image", _images, dataset=_d),
         output:
-            **_batch_outputs(paths.IMAGE_ITEM, "image", _images, dataset=_d, codec=_c, quality=_q),
+            **_batch_outputs("image", _d, _c, _q, _b),
         log:
             paths.IMAGE_BATCH_LOG.format(dataset=_d, codec=_c, quality=_q, batch=_b),
         threads: _threads(_c)
@@ -89,13 +117,13 @@ for _d, _c, _q, _b, _images in compress_stage.image_jobs(config):
                 codec=_c,
                 quality=_q,
                 images=_images,
+                inputs=[download_stage.image_input(config, _d, i) for i in _images],
                 sha256=[download_stage.image_sha256(config, _d, i) for i in _images],
             ),
         run:
             compress_stage.image_batch_job(
                 config=config,
                 **params.job,
-                inputs=list(input.images),
                 outputs=_outputs_dict(output),
                 weights_path=input.weights[0] if input.weights else None,
                 threads=threads,
@@ -114,7 +142,7 @@ for _s, _c, _q, _b, _frames in compress_stage.frame_jobs(config):
             weights=_weights(_c, _q),
             external=compress_stage.item_inputs(config, _c, _q, "frame", _frames, sequence=_s),
         output:
-            **_batch_outputs(paths.FRAME_ITEM, "frame", _frames, sequence=_s, codec=_c, quality=_q),
+            **_batch_outputs("video", _s, _c, _q, _b),
         log:
             paths.FRAME_BATCH_LOG.format(sequence=_s, codec=_c, quality=_q, batch=_b),
         threads: _threads(_c)
@@ -137,7 +165,7 @@ for _s, _c, _q, _b, _frames in compress_stage.frame_jobs(config):
 
 
 rule compress:
-    """Every per-item bitstream, row and reconstruction of the study, nothing after them
+    """Every batch folder (per-item bitstreams and rows) of the study, nothing after them
     (`snakemake --cores 8 compress`)."""
     input:
-        compress_stage.rows_of_study(config),
+        compress_stage.folders_of_study(config),

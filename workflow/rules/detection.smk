@@ -77,8 +77,8 @@ rule detect_original:
 
 rule detect_decoded:
     input:
-        # the coding jobs' temp() reconstructions (PNGs, or a sequence codec's file of decoded
-        # frames): listed here, they live until this job ran
+        # the coding jobs' temp() reconstructions (the batches' recon folders of PNGs, or a
+        # sequence codec's file of decoded frames): listed here, they live until this job ran
         frames=lambda wc: detection_stage.decoded_paths(
             config, wc.mvsource, wc.mvname, wc.codec, wc.quality
         ),
@@ -118,7 +118,7 @@ rule evaluate_detection:
     input:
         original=paths.DETECTIONS_ORIGINAL,
         decoded=paths.DETECTIONS_DECODED,
-        rows=lambda wc: detection_stage.rate_rows(
+        rows=lambda wc: detection_stage.rate_inputs(
             config, wc.mvsource, wc.mvname, wc.codec, wc.quality
         ),
     output:
@@ -144,7 +144,9 @@ rule evaluate_detection:
             quality=int(wildcards.quality),
             original=input.original,
             decoded=input.decoded,
-            rate_rows=list(input.rows),
+            rate_rows=detection_stage.rate_rows(
+                config, wildcards.mvsource, wildcards.mvname, wildcards.codec, wildcards.quality
+            ),
             out=output[0],
         )
 

@@ -1,7 +1,8 @@
 # Stage: perceptual quality. VMAF (libvmaf in imageio-ffmpeg's ffmpeg) on every coded frame and
 # image, joined with the RD rows, and how PSNR and MS-SSIM track it (rdflow.stages.vmaf).
 # The jobs list the temp() reconstructions as inputs, which keeps them until VMAF ran: the
-# PNGs of image codecs, or the decoded frames of a sequence codec's compress_sequence job.
+# batches' recon folders of image codecs (each job reads its PNGs), or the decoded frames of a
+# sequence codec's compress_sequence job.
 # No benchmark: (in-thread jobs, see compress.smk); each job logs its own time.
 from rdflow import paths
 from rdflow.stages import download as download_stage
@@ -20,7 +21,7 @@ rule vmaf_video:
     input:
         yuv=lambda wc: sequence_path(config, wc.sequence),
         probe=paths.SEQUENCE_PROBE,
-        recons=lambda wc: vmaf_stage.video_recons(config, wc.sequence, wc.codec, wc.quality),
+        recons=lambda wc: vmaf_stage.video_recon_inputs(config, wc.sequence, wc.codec, wc.quality),
     output:
         **vmaf_log_output(paths.VMAF_VIDEO_LOG),
         csv=paths.VMAF_VIDEO_CSV,
@@ -43,7 +44,9 @@ rule vmaf_video:
             codec=wildcards.codec,
             quality=int(wildcards.quality),
             seq_path=input.yuv,
-            recons=input.recons,
+            recons=vmaf_stage.video_recons(
+                config, wildcards.sequence, wildcards.codec, wildcards.quality
+            ),
             out_csv=output.csv,
             out_log=output.get("vmaf_log"),
             threads=threads,
@@ -52,10 +55,9 @@ rule vmaf_video:
 
 rule vmaf_image:
     input:
-        refs=vmaf_image_refs,
-        recons=lambda wc: vmaf_stage.image_recons(
-            wc.dataset, wc.codec, wc.quality, IMAGES[wc.dataset]
-        ),
+        # the reconstructions' folders only: the originals (vmaf_image_refs) are inputs of the
+        # coding jobs that made them, so a changed original reruns those and then this job
+        recons=lambda wc: vmaf_stage.image_recon_inputs(config, wc.dataset, wc.codec, wc.quality),
     output:
         **vmaf_log_output(paths.VMAF_IMAGE_LOG),
         csv=paths.VMAF_IMAGE_CSV,
@@ -75,8 +77,10 @@ rule vmaf_image:
             codec=wildcards.codec,
             quality=int(wildcards.quality),
             images=params.images,
-            refs=input.refs,
-            recons=input.recons,
+            refs=vmaf_image_refs(wildcards),
+            recons=vmaf_stage.image_recons(
+                config, wildcards.dataset, wildcards.codec, wildcards.quality, params.images
+            ),
             out_csv=output.csv,
             out_log=output.get("vmaf_log"),
             threads=threads,

@@ -119,6 +119,11 @@ def gather(paths_: list[str | Path]):
     per-frame rows of a sequence codec); sorted by codec, quality, item."""
     import pandas as pd
 
+    from .compress import missing_item
+
+    missing = [p for p in paths_ if not Path(p).is_file()]
+    if missing:
+        raise missing_item(missing[0])
     rows = [r for p in paths_ for r in (lambda x: x if isinstance(x, list) else [x])(read_json(p))]
     if not rows:
         raise ValueError("no result rows to gather")

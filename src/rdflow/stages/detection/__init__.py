@@ -42,7 +42,7 @@ from .settings import (auto_imgsz, backend_class, build_detector,  # noqa: F401
 from .tables import LEADING, gather, table  # noqa: F401
 from .units import (FIGURES, SOURCES, decoded_paths, detections_path, downloads,  # noqa: F401
                     evaluation_path, evaluation_paths, figure_paths, frame_ids, image_source_paths,
-                    original_inputs, points, rate_rows, sequence_coded, targets, unit_names,
-                    units, weights_inputs)
+                    item_paths, original_inputs, points, rate_inputs, rate_rows, sequence_coded,
+                    targets, unit_names, units, weights_inputs)
 
 SECTION = "detection"

@@ -26,7 +26,7 @@ from ...worker import Pool, WorkerDied
 from .checks import label_source
 from .settings import build_detector, detector_options, labels, resolve_device, weights_path
 from ..video_codecs import recon_frames
-from .units import decoded_paths, frame_ids, image_source_paths, item_path, sequence_coded
+from .units import decoded_paths, frame_ids, image_source_paths, item_paths, sequence_coded
 
 log = logging.getLogger("rdflow.stages.detection")
 
@@ -72,8 +72,9 @@ def decoded_frames(config: dict, source: str, name: str, codec: str,
         for f, rgb in recon_frames(config, name, codec, path, as_="rgb"):
             yield str(f), rgb
         return
+    files = item_paths(config, source, name, codec, quality, "png")
     for f in frame_ids(config, source, name):
-        path = Path(item_path(source, name, codec, quality, f, "png"))
+        path = Path(files[f])
         if not path.is_file():
             raise RdflowError(f"decoded frame {path} is missing: the coding job's reconstruction "
                               "is a temp() file; rerun with snakemake so it is made again")
@@ -158,6 +159,11 @@ def _mean_rate(paths: list[str]) -> dict:
     from ...io import read_json
 
     # one row per JSON file, or a list of frame rows (a sequence codec's)
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        from ..compress import missing_item
+
+        raise missing_item(missing[0])
     rows = [r for p in paths for r in (lambda x: x if isinstance(x, list) else [x])(read_json(p))]
     if not rows:
         raise RdflowError("no coded frames to take the rate from")

@@ -78,24 +78,37 @@ def figure_paths(source: str, name: str, figure: str) -> list[str]:
     return [f"{stem}.{ext}" for ext in ("png", "pdf")]
 
 
-def item_path(source: str, name: str, codec: str, quality, frame: str, ext: str) -> str:
-    """A coding job's output for one frame/image: ``png`` its reconstruction, ``json`` its row."""
-    if source == "video":
-        stem = paths.FRAME_ITEM.format(sequence=name, codec=codec, quality=quality, frame=frame)
-    else:
-        stem = paths.IMAGE_ITEM.format(dataset=name, codec=codec, quality=quality, image=frame)
-    return f"{stem}.{ext}"
+def item_paths(config: dict, source: str, name: str, codec: str, quality, ext: str) -> dict:
+    """Frame/image id -> a coding job's file for it: ``png`` its reconstruction, ``json`` its
+    row (in the batch folders of :mod:`rdflow.stages.compress`)."""
+    from ..compress import item_files
+    from ..compress.items import items
+
+    files = item_files(config, source, name, codec, quality, ext)
+    return {str(i): f for i, f in zip(items(config, source, name), files)}
 
 
 def decoded_paths(config: dict, source: str, name: str, codec: str, quality) -> list[str]:
-    """The temp() reconstructions of the coding jobs (inputs of ``detect_decoded``): one PNG
-    per frame/image, or a sequence codec's one file of decoded frames."""
+    """The temp() reconstructions of the coding jobs (inputs of ``detect_decoded``, which keeps
+    them until it ran): the batches' recon folders, or a sequence codec's one file of decoded
+    frames."""
     if sequence_coded(config, source, codec):
         from ..video_codecs import recon_path
 
         return [recon_path(name, codec, quality)]
-    return [item_path(source, name, codec, quality, f, "png")
-            for f in frame_ids(config, source, name)]
+    from ..compress import recon_folders
+
+    return recon_folders(config, source, name, codec, quality)
+
+
+def rate_inputs(config: dict, source: str, name: str, codec: str, quality) -> list[str]:
+    """What ``evaluate_detection`` waits for to read the rows of :func:`rate_rows`: the batch
+    folders, or a sequence codec's one list of frame rows."""
+    if sequence_coded(config, source, codec):
+        return rate_rows(config, source, name, codec, quality)
+    from ..compress import batch_folders
+
+    return batch_folders(config, source, name, codec, quality)
 
 
 def rate_rows(config: dict, source: str, name: str, codec: str, quality) -> list[str]:
@@ -103,8 +116,8 @@ def rate_rows(config: dict, source: str, name: str, codec: str, quality) -> list
     list of frame rows."""
     if sequence_coded(config, source, codec):
         return [paths.SEQUENCE_ROWS.format(sequence=name, codec=codec, quality=quality)]
-    return [item_path(source, name, codec, quality, f, "json")
-            for f in frame_ids(config, source, name)]
+    files = item_paths(config, source, name, codec, quality, "json")
+    return [files[f] for f in frame_ids(config, source, name)]
 
 
 def image_source_paths(config: dict, dataset: str) -> dict[str, str]:

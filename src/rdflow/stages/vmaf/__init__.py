@@ -44,14 +44,15 @@ from __future__ import annotations
 
 from .figures import plot_vmaf_bpp, plot_vmaf_vs_psnr
 from .plan import (DEFAULTS, MODELS, SECTION, check, enabled, figure_paths, image_csv,
-                   image_jobs, image_recons, settings, table_inputs, targets, video_csv,
-                   video_jobs, video_recons)
+                   image_jobs, image_recon_inputs, image_recons, settings, table_inputs, targets,
+                   video_csv, video_jobs, video_recon_inputs, video_recons)
 from .score import score_images, score_video
 from .tables import (POOLED, PSNR_OF, PSNR_TOLERANCE_DB, build_table, correlation, fit_stats,
                      write_tables)
 
 __all__ = ["DEFAULTS", "MODELS", "POOLED", "PSNR_OF", "PSNR_TOLERANCE_DB", "SECTION",
            "build_table", "check", "correlation", "enabled", "figure_paths", "fit_stats",
-           "image_csv", "image_jobs", "image_recons", "plot_vmaf_bpp", "plot_vmaf_vs_psnr",
+           "image_csv", "image_jobs", "image_recon_inputs", "image_recons", "plot_vmaf_bpp",
+           "plot_vmaf_vs_psnr",
            "score_images", "score_video", "settings", "table_inputs", "targets", "video_csv",
-           "video_jobs", "video_recons", "write_tables"]
+           "video_jobs", "video_recon_inputs", "video_recons", "write_tables"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rdflow import RdflowError, paths
 
 SECTION = "vmaf"
@@ -88,21 +90,42 @@ def image_csv(dataset: str, codec: str, quality) -> str:
 
 
 def video_recons(config: dict, sequence: str, codec: str, quality) -> list[str]:
-    """The ``temp()`` reconstructions a ``vmaf_video`` job reads (inputs keep them alive): the
-    per-frame PNGs of an image codec, or the one file of decoded frames of a sequence codec's
+    """The reconstructions a ``vmaf_video`` job reads: the per-frame PNGs of an image codec (in
+    the batches' recon folders), or the one file of decoded frames of a sequence codec's
     compress_sequence job."""
-    from rdflow.sources.sequences import frames
+    from rdflow.stages.compress import item_files
     from rdflow.stages.video_codecs import is_sequence_codec, recon_path
 
     if is_sequence_codec(config, codec):
         return [recon_path(sequence, codec, quality)]
-    return [paths.FRAME_ITEM.format(sequence=sequence, codec=codec, quality=quality, frame=f)
-            + ".png" for f in frames(config, sequence)]
+    return item_files(config, "video", sequence, codec, quality, "png")
 
 
-def image_recons(dataset: str, codec: str, quality, images) -> list[str]:
-    return [paths.IMAGE_ITEM.format(dataset=dataset, codec=codec, quality=quality, image=i)
-            + ".png" for i in images]
+def video_recon_inputs(config: dict, sequence: str, codec: str, quality) -> list[str]:
+    """What the ``vmaf_video`` rule lists as inputs, which keeps these ``temp()`` outputs until
+    it ran: the batches' recon folders, or a sequence codec's file of decoded frames."""
+    from rdflow.stages.compress import recon_folders
+    from rdflow.stages.video_codecs import is_sequence_codec, recon_path
+
+    if is_sequence_codec(config, codec):
+        return [recon_path(sequence, codec, quality)]
+    return recon_folders(config, "video", sequence, codec, quality)
+
+
+def image_recons(config: dict, dataset: str, codec: str, quality, images) -> list[str]:
+    """The reconstruction PNGs of ``images`` (in that order) that a ``vmaf_image`` job reads."""
+    from rdflow.stages.compress import item_files
+
+    files = item_files(config, "image", dataset, codec, quality, "png")
+    by_name = {Path(f).stem: f for f in files}
+    return [by_name[i] for i in images]
+
+
+def image_recon_inputs(config: dict, dataset: str, codec: str, quality) -> list[str]:
+    """The recon folders a ``vmaf_image`` rule lists as inputs."""
+    from rdflow.stages.compress import recon_folders
+
+    return recon_folders(config, "image", dataset, codec, quality)
 
 
 def figure_paths(config: dict) -> list[str]:
