@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """What the workflow costs over the work itself, at 120 and 3,000 items, measured side by side.
 
-For each study, the workflow (`snakemake --cores N compress`: every per-item bitstream, row and
-reconstruction, in batch jobs of `batch_size` items) runs against an in-process loop that
-validates the same study, loads each model once (rdflow's model cache) and makes the same
-codec and metric calls (rdflow.stages.compress.frame_job for every item) on a pool of N
-threads. Neither writes reconstructions: no later stage of these studies reads them. Both are timed from process start (a fresh Python), so the ratio is what Snakemake
-costs the user. Targets (issue 14): ratio <= 1.10 at both sizes.
+For each study, the workflow (`snakemake --cores N compress`: every per-item bitstream and row,
+in batch jobs of `batch_size` items that each write one batch folder) runs against an
+in-process loop that validates the same study, loads each model once (rdflow's model cache)
+and makes the same codec and metric calls (rdflow.stages.compress.frame_job for every item) on
+a pool of N threads. Neither writes reconstructions: no later stage of these studies reads
+them. Both are timed from process start (a fresh Python), so the ratio is what Snakemake costs
+the user. Targets (issue 14): ratio <= 1.10 at both sizes.
 
 1. 120 items: the cars clip, 30 frames x 2 architectures (random weights) x 2 qualities.
 2. 3,000 items: JPEG qualities 1..100 x 30 frames (tiny frames: the per-item work is ~10 ms,

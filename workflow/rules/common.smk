@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # rdflow importable without install too
 
 import rdflow
+import rdflow.engine
 from rdflow import study
 from rdflow.codecs import codec_class, weights_file
 from rdflow.download import url_join
@@ -17,6 +18,9 @@ from rdflow.sources.datasets import KODAK_SHA256
 from rdflow.sources.sequences import sequence_path, sequences, video_codecs
 from rdflow.stages import aggregate as aggregate_stage
 from rdflow.stages import download as download_stage
+
+# one pending scheduler timer, not one more per finished job (rdflow.engine, snakemake#3744)
+rdflow.engine.coalesce_reevaluation()
 
 try:
     study.validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
