@@ -27,15 +27,13 @@ def shared_path(*parts: str) -> Path:
 
 def item_file(work: Path, medium: str, name: str, codec: str, quality, item, ext: str) -> Path:
     """One coded item's file in a finished study at ``work``: ``bin`` its bitstream, ``json`` its
-    row (in its batch folder ``batch<k>``), ``png`` its reconstruction (in ``batch<k>.recon``).
-    The batch is found by looking (one match, else the path in batch0)."""
+    row (in its batch folder ``batch<k>``). The batch is found by looking (one match, else the
+    path in batch0)."""
+    assert ext in ("bin", "json"), "reconstructions are members of batch<k>.recon.zip"
     base = work / "results" / medium / name / codec / f"q{quality}"
-    suffix = ".recon" if ext == "png" else ""
-    found = [p for p in base.glob(f"batch*/{item}.{ext}")
-             if p.parent.name.startswith("batch") and p.parent.name[5:].removesuffix(suffix).isdigit()
-             and p.parent.name.endswith(suffix)]
+    found = [p for p in base.glob(f"batch*/{item}.{ext}") if p.parent.name[5:].isdigit()]
     assert len(found) <= 1, found
-    return found[0] if found else base / ("batch0.recon" if ext == "png" else "batch0") / f"{item}.{ext}"
+    return found[0] if found else base / "batch0" / f"{item}.{ext}"
 
 
 @pytest.fixture

@@ -434,7 +434,7 @@ def test_failed_item_in_batches_of_one_leaves_the_others(tmp_path):
     out = work / "results/image/mine/jpeg/q50"
     # bad sorts first: batch0 failed and left nothing, batch1 (good) is complete (with its
     # reconstruction for VMAF, which has not run)
-    assert sorted(p.name for p in out.iterdir()) == ["batch1", "batch1.recon"]
+    assert sorted(p.name for p in out.iterdir()) == ["batch1", "batch1.recon.zip"]
     assert sorted(p.name for p in (out / "batch1").iterdir() if p.suffix) == ["good.bin", "good.json"]
     assert not (work / "results/image_rd_mine.csv").exists()
 

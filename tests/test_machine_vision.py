@@ -59,9 +59,9 @@ def test_targets(tmp_path, monkeypatch):
         "results/detection/video/synth/jpeg/q80_eval.json"]
     # the rule waits for the batches' recon folders; the job reads one PNG per frame there
     assert mv.decoded_paths(cfg, "video", "synth", "jpeg", 30) == [
-        "results/video/synth/jpeg/q30/batch0.recon"]
+        "results/video/synth/jpeg/q30/batch0.recon.zip"]
     assert mv.item_paths(cfg, "video", "synth", "jpeg", 30, "png") == {
-        str(i): f"results/video/synth/jpeg/q30/batch0.recon/{i}.png" for i in range(3)}
+        str(i): f"results/video/synth/jpeg/q30/batch0.recon.zip/{i}.png" for i in range(3)}
     assert mv.rate_inputs(cfg, "video", "synth", "jpeg", 30) == ["results/video/synth/jpeg/q30/batch0"]
     assert mv.rate_rows(cfg, "video", "synth", "jpeg", 30) == [
         f"results/video/synth/jpeg/q30/batch0/{i}.json" for i in range(3)]
@@ -444,7 +444,7 @@ def test_detect_runs_in_a_reused_worker_and_survives_its_death(tmp_path, monkeyp
     assert mv.POOL._idle[0].proc.pid == pid and r2["load_s"] < r["load_s"]
     assert json.loads((tmp_path / "q.json").read_text()) == json.loads((tmp_path / "o.json").read_text())
     # a user error in the worker is a user error here, and the worker stays
-    with pytest.raises(RdflowError, match=r"decoded frame results/video/synth/jpeg/q30/batch0.recon/0.png is "
+    with pytest.raises(RdflowError, match=r"decoded frame results/video/synth/jpeg/q30/batch0.recon.zip/0.png is "
                                           "missing"):
         mv.detect(cfg, source="video", name="synth", codec="jpeg", quality=30,
                   out=str(tmp_path / "d.json"))
@@ -561,8 +561,8 @@ def test_hog_study_on_a_shared_clip_and_coco8_with_labels(shared, tmp_path):
     assert orig["detector"]["backend"] == "hog" and orig["names"] == {"0": "person"}
     assert "people jpeg q5: 5 frames" in (work / "logs/detect_decoded/video/people/jpeg/q5.log").read_text()
     # decoded frames are temp(): gone once detection ran
-    assert not list((work / "results/video").rglob("*.png"))
-    assert not list((work / "results/image").rglob("*.png"))
+    assert not list((work / "results/video").rglob("*.recon.zip"))
+    assert not list((work / "results/image").rglob("*.recon.zip"))
     assert planned_jobs(work) == {}
 
     # a detection setting changed: detection and evaluation again, not the coding

@@ -100,9 +100,9 @@ def test_targets_and_jobs(tmp_path):
     assert stage.image_jobs(cfg) == [("k", "hp", 2), ("k", "jpeg", 30), ("k", "jpeg", 80),
                                           ("m", "jpeg", 30), ("m", "jpeg", 80)]
     assert stage.video_recons(cfg, "synth", "jpeg", 30) == [
-        f"results/video/synth/jpeg/q30/batch0.recon/{f}.png" for f in (1, 3, 5)]
+        f"results/video/synth/jpeg/q30/batch0.recon.zip/{f}.png" for f in (1, 3, 5)]
     assert stage.video_recon_inputs(cfg, "synth", "jpeg", 30) == [
-        "results/video/synth/jpeg/q30/batch0.recon"]
+        "results/video/synth/jpeg/q30/batch0.recon.zip"]
     t = stage.targets(cfg)
     assert {"results/vmaf.csv", "results/vmaf_correlation.csv",
             "results/figures/vmaf_bpp_video_synth.png", "results/figures/vmaf_vs_psnr_video.pdf",
@@ -412,8 +412,9 @@ def test_workflow_vmaf_matches_direct_ffmpeg(tmp_path):
     assert (work / "results/vmaf/video/synth/hp/q2.vmaf.json").exists()
     assert "2 threads" in (work / "logs/vmaf_video/synth/jpeg/q30.log").read_text()
     # reconstructions were temporary: gone once VMAF ran
-    assert not list((work / "results").rglob("[0-9]*.png"))
+    assert not list((work / "results").rglob("*.recon.zip"))
     assert not list((work / "results/image").rglob("*.png"))
+    assert not list((work / "results/video").rglob("*.png"))
     assert planned_jobs(work) == {}
     # one batch folder deleted: that group's VMAF is redone, which needs all its (temporary)
     # reconstructions again: every frame of that (sequence, codec, quality) is recoded (its

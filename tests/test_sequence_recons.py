@@ -101,7 +101,7 @@ def test_vmaf_and_detection_plans_include_the_sequence_codecs(raw, tmp_path):
     recon = "results/video/synth/avc/q22/sequence_recon.raw"
     assert vmaf_stage.video_recons(cfg, "synth", "avc", 22) == [recon]
     assert vmaf_stage.video_recons(cfg, "synth", "jpeg", 50) == [
-        f"results/video/synth/jpeg/q50/batch0.recon/{f}.png" for f in (1, 3, 5)]
+        f"results/video/synth/jpeg/q50/batch0.recon.zip/{f}.png" for f in (1, 3, 5)]
     assert vmaf_stage.video_recon_inputs(cfg, "synth", "avc", 22) == [recon]
     assert "results/vmaf/video/other/hevc/q30.csv" in vmaf_stage.targets(cfg)
     assert mv.points(cfg, "video", "synth") == [("jpeg", 50), ("avc", 22), ("avc", 37)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -139,7 +140,7 @@ def test_video_rows_and_granularity(tmp_path):
     for r in hp.itertuples():
         assert r.bpp == (item_file(work, "video", "synth", "hp", 2, r.frame, "bin")).stat().st_size * 8 / (64 * 48)
     # decoded frames are temp(): gone once nothing needs them; bitstreams are kept
-    assert not list((work / "results/video").rglob("*.png"))
+    assert not list((work / "results/video").rglob("*.recon.zip"))
     assert len(list((work / "results/video").rglob("*.bin"))) == 12
     assert planned_jobs(work) == {}
 
@@ -184,7 +185,9 @@ def test_granularity_with_vmaf_and_kept_reconstructions(tmp_path):
     cfg["codecs"].pop("hp")
     write_config(work, cfg)
     run_snakemake(work)
-    assert len(list((work / "results/video").rglob("*.png"))) == 8
+    kept = sorted((work / "results/video").rglob("*.recon.zip"))
+    assert len(kept) == 4  # 2 qualities x 2 batches of 2 frames, 2 PNGs each
+    assert sum(len(zipfile.ZipFile(p).namelist()) for p in kept) == 8
     cfg["video"]["frames"]["count"] = 6
     write_config(work, cfg)
     plan = planned_jobs(work)

@@ -129,24 +129,62 @@ def write_csv(path: str | os.PathLike, frame) -> None:
     write_bytes(path, data)
 
 
-def write_png(path: str | os.PathLike, rgb) -> None:
-    """Lossless 8-bit RGB PNG, fast compression (an intermediate, not an archive), atomic."""
+def png_bytes(rgb, what: str = "image") -> bytes:
+    """Lossless 8-bit RGB PNG, fast compression (an intermediate, not an archive)."""
     import cv2
     import numpy as np
 
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
-        raise RdflowError(f"could not encode {path} as PNG")
+        raise RdflowError(f"could not encode {what} as PNG")
+    return buf.tobytes()
+
+
+def write_png(path: str | os.PathLike, rgb) -> None:
+    """:func:`png_bytes` written atomically to ``path``."""
+    data = png_bytes(rgb, str(path))
     with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(buf.tobytes())
+        Path(tmp).write_bytes(data)
+
+
+def archive_member(path: str | os.PathLike) -> tuple[Path, str] | None:
+    """``(archive, member)`` when ``path`` names a file inside a ``.zip`` (``<archive>.zip/<name>``,
+    how rdflow names one reconstruction in a batch's archive), else None."""
+    p = Path(path)
+    if p.parent.suffix == ".zip" and p.parent.is_file():
+        return p.parent, p.name
+    return None
+
+
+def is_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file, or a member of a ``.zip`` archive (:func:`archive_member`)."""
+    inside = archive_member(path)
+    if inside is None:
+        return Path(path).is_file()
+    import zipfile
+
+    with zipfile.ZipFile(inside[0]) as zf:
+        return inside[1] in zf.namelist()
 
 
 def read_png(path: str | os.PathLike):
-    """An 8-bit RGB PNG (a reconstruction) as an HxWx3 uint8 array."""
+    """An 8-bit RGB PNG (a reconstruction; a file, or a member of a ``.zip`` named
+    ``<archive>.zip/<member>``) as an HxWx3 uint8 array."""
     import cv2
     import numpy as np
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    inside = archive_member(path)
+    if inside is None:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    else:
+        import zipfile
+
+        with zipfile.ZipFile(inside[0]) as zf:
+            try:
+                data = zf.read(inside[1])
+            except KeyError:
+                raise RdflowError(f"cannot read {path}: {inside[0]} has no {inside[1]}") from None
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise RdflowError(f"cannot read {path}")
     return np.ascontiguousarray(bgr[..., ::-1])

@@ -58,12 +58,13 @@ SEQUENCE_PROBE = "results/video/{sequence}/sequence.json"
 #: one batch job (up to batch_size items of one dataset or sequence, one codec and quality; the
 #: k-th batch of the items in sorted order) writes one folder: per item ``<item>.bin`` (its
 #: bitstream) and ``<item>.json`` (its row, one line of the tidy CSV); and, when VMAF or detection
-#: reads them (or keep_reconstructions), a second folder ``<batch>.recon`` of 8-bit
-#: reconstructions ``<item>.png`` (temp() unless keep_reconstructions). Each folder is written
-#: under ``<folder>.partial`` and renamed when the whole batch is coded.
+#: reads them (or keep_reconstructions), one archive ``<batch>.recon.zip`` of 8-bit
+#: reconstructions ``<item>.png`` (temp() unless keep_reconstructions; one file, so Snakemake's
+#: deletion of it is atomic). The folder is written under ``<folder>.partial`` and the archive
+#: under a temporary name; both are renamed when the whole batch is coded.
 IMAGE_BATCH = "results/image/{dataset}/{codec}/q{quality}/batch{batch}"
 FRAME_BATCH = "results/video/{sequence}/{codec}/q{quality}/batch{batch}"
-RECON_SUFFIX = ".recon"
+RECON_SUFFIX = ".recon.zip"
 #: the source images of one image batch (rule image_batch_sources: their paths, sizes and
 #: SHA-256), the one input every coding job of that batch waits for
 IMAGE_BATCH_SOURCES = "results/image/{dataset}/sources/batch{batch}.json"

@@ -1,9 +1,9 @@
 # Stage: compression (rdflow.stages.compress). Each (dataset | sequence, codec, quality, item)
 # has its own bitstream, row and reconstruction. A job codes a BATCH of up to `batch_size` items
 # of one dataset or sequence with one (codec, quality), so start-up (torch, the model; on SLURM
-# the job's own Snakemake) is paid once per batch; its outputs are the batch's folders (items:
-# <item>.bin and <item>.json; recons: <item>.png), so Snakemake's bookkeeping (producer lookup,
-# metadata, timestamps) is per batch, not per file. The batches are fixed by the study (items
+# the job's own Snakemake) is paid once per batch; its outputs are the batch's folder (<item>.bin
+# and <item>.json) and the archive of its reconstructions (<item>.png members), so Snakemake's
+# bookkeeping (producer lookup, metadata, timestamps) is per batch, not per file. The batches are fixed by the study (items
 # sorted, cut every batch_size): one rule per (dataset | sequence, codec, quality, batch) with
 # literal outputs, named compress_image__<dataset>_<codec>_q<quality>_b<k> (compress_frame__...
 # for sequences). A deleted or invalidated batch folder reruns that batch only. Jobs are run: jobs in threads of the Snakemake process
@@ -29,12 +29,12 @@ RECON_USERS = _recon_users()
 
 
 def _batch_outputs(medium, name, codec, quality, batch):
-    """A batch's folders: its items' bitstreams and rows, and (when a later stage reads them or
-    keep_reconstructions is set) their reconstructions."""
+    """A batch's folder (its items' bitstreams and rows) and, when a later stage reads them or
+    keep_reconstructions is set, the archive of their reconstructions."""
     out = dict(batch=directory(compress_stage.batch_folder(medium, name, codec, quality, batch)))
     if config["keep_reconstructions"] or (name, codec, quality) in RECON_USERS:
-        recons = compress_stage.recon_folder(medium, name, codec, quality, batch)
-        out["recons"] = reconstruction(directory(recons))
+        recons = compress_stage.recon_archive(medium, name, codec, quality, batch)
+        out["recons"] = reconstruction(recons)
     return out
 
 

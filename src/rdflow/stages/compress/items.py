@@ -3,10 +3,11 @@
 The items of a dataset (its images) or sequence (its selected frames) are sorted and cut every
 ``batch_size``; the k-th batch of one (dataset | sequence, codec, quality) is one job, and its
 outputs are two folders (``paths.IMAGE_BATCH`` / ``paths.FRAME_BATCH``): ``batch<k>`` with each
-item's bitstream ``<item>.bin`` and row ``<item>.json``, and ``batch<k>.recon`` with each item's
-reconstruction ``<item>.png`` (only when VMAF or detection reads them, or keep_reconstructions).
-Snakemake tracks the folders, so its cost per job does not grow with the items in it; a
-deleted or invalidated folder reruns its batch only. ``medium`` is ``image`` (a dataset) or
+item's bitstream ``<item>.bin`` and row ``<item>.json``, and the archive ``batch<k>.recon.zip`` with each item's
+reconstruction ``<item>.png`` (only when VMAF or detection reads them, or keep_reconstructions;
+a reconstruction is named ``batch<k>.recon.zip/<item>.png``, which :func:`rdflow.io.read_png`
+reads). Snakemake tracks the folder and the archive, so its cost per job does not grow with the
+items in it; a deleted or invalidated folder reruns its batch only. ``medium`` is ``image`` (a dataset) or
 ``video`` (a sequence), as in detection's units.
 """
 
@@ -64,8 +65,8 @@ def batch_folder(medium: str, name: str, codec: str, quality, batch: int) -> str
     return paths.IMAGE_BATCH.format(dataset=name, codec=codec, quality=quality, batch=batch)
 
 
-def recon_folder(medium: str, name: str, codec: str, quality, batch: int) -> str:
-    """The folder of one batch's reconstructions."""
+def recon_archive(medium: str, name: str, codec: str, quality, batch: int) -> str:
+    """The archive of one batch's reconstructions."""
     return batch_folder(medium, name, codec, quality, batch) + paths.RECON_SUFFIX
 
 
@@ -76,7 +77,7 @@ def batch_folders(config: dict, medium: str, name: str, codec: str, quality) -> 
     return [batch_folder(medium, name, codec, quality, b) for b in range(n)]
 
 
-def recon_folders(config: dict, medium: str, name: str, codec: str, quality) -> list[str]:
+def recon_archives(config: dict, medium: str, name: str, codec: str, quality) -> list[str]:
     return [f + paths.RECON_SUFFIX for f in batch_folders(config, medium, name, codec, quality)]
 
 

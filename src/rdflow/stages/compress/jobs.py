@@ -89,12 +89,16 @@ def _open_codec(config: dict, codec: str, quality: int, weights_path, threads: i
     return get_cached(spec), spec, threads
 
 
-def _finish(row: dict, c, coded: Coded, item: str, recon: str | None, out_json: str) -> dict:
+def _finish(row: dict, c, coded: Coded, item: str, recon, out_json: str) -> dict:
+    """Complete the row, store the reconstruction (``recon``: a PNG path, a function that stores
+    it in a batch's archive, or None), write the row."""
     row.update({"enc_s": coded.enc_s, "dec_s": coded.dec_s})
     row.update(process_memory())
     row.update(c.describe())
     rows.warn_infinite(row, item)
-    if recon:
+    if callable(recon):  # a batch's archive
+        recon(coded.recon)
+    elif recon:
         write_png(recon, coded.recon)
     write_json(out_json, row)
     log.info("%s: bpp=%.4f psnr_rgb=%.3f enc_s=%.3f dec_s=%.3f", item, row["bpp"],
@@ -173,18 +177,35 @@ def staged_folder(folder: str | None):
     part.rename(final)
 
 
+@contextmanager
+def staged_archive(path: str | None):
+    """Yield a function ``add(member, rgb)`` that stores a reconstruction as ``<member>`` (PNG)
+    in a zip archive written under a temporary name and renamed to ``path`` when the block
+    completes (removed if it fails). ``None`` yields ``None``."""
+    if path is None:
+        yield None
+        return
+    import zipfile
+
+    from ...io import atomic_path, png_bytes
+
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        yield lambda member, rgb: zf.writestr(member, png_bytes(rgb, f"{path}/{member}"))
+
+
 def _batch(what: str, items: list, outputs: dict, log_path: str | None, code_one) -> None:
     """Code ``items`` one after another with ``code_one(i, item, bitstream, row, recon)`` into
-    the staged ``outputs`` folders (``batch``: bitstreams and rows; ``recons`` or None)."""
+    the staged ``outputs`` (``batch``: the folder of bitstreams and rows; ``recons``: the archive
+    of reconstructions, or None); ``recon`` stores one item's reconstruction (or is None)."""
     from ...runtime import job_log
 
     with job_log(log_path), ExitStack() as stack:
         out = stack.enter_context(staged_folder(outputs["batch"]))
-        rec = stack.enter_context(staged_folder(outputs.get("recons")))
+        add = stack.enter_context(staged_archive(outputs.get("recons")))
         log.info("coding %d %s", len(items), what)
         for i, item in enumerate(items):
-            code_one(i, item, str(out / f"{item}.bin"), str(out / f"{item}.json"),
-                     str(rec / f"{item}.png") if rec is not None else None)
+            recon = (lambda rgb, m=f"{item}.png": add(m, rgb)) if add is not None else None
+            code_one(i, item, str(out / f"{item}.bin"), str(out / f"{item}.json"), recon)
         log.info("coded %d items into %s", len(items), outputs["batch"])
 
 

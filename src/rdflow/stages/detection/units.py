@@ -96,9 +96,9 @@ def decoded_paths(config: dict, source: str, name: str, codec: str, quality) -> 
         from ..video_codecs import recon_path
 
         return [recon_path(name, codec, quality)]
-    from ..compress import recon_folders
+    from ..compress import recon_archives
 
-    return recon_folders(config, source, name, codec, quality)
+    return recon_archives(config, source, name, codec, quality)
 
 
 def rate_inputs(config: dict, source: str, name: str, codec: str, quality) -> list[str]:

@@ -104,12 +104,12 @@ def video_recons(config: dict, sequence: str, codec: str, quality) -> list[str]:
 def video_recon_inputs(config: dict, sequence: str, codec: str, quality) -> list[str]:
     """What the ``vmaf_video`` rule lists as inputs, which keeps these ``temp()`` outputs until
     it ran: the batches' recon folders, or a sequence codec's file of decoded frames."""
-    from rdflow.stages.compress import recon_folders
+    from rdflow.stages.compress import recon_archives
     from rdflow.stages.video_codecs import is_sequence_codec, recon_path
 
     if is_sequence_codec(config, codec):
         return [recon_path(sequence, codec, quality)]
-    return recon_folders(config, "video", sequence, codec, quality)
+    return recon_archives(config, "video", sequence, codec, quality)
 
 
 def image_recons(config: dict, dataset: str, codec: str, quality, images) -> list[str]:
@@ -123,9 +123,9 @@ def image_recons(config: dict, dataset: str, codec: str, quality, images) -> lis
 
 def image_recon_inputs(config: dict, dataset: str, codec: str, quality) -> list[str]:
     """The recon folders a ``vmaf_image`` rule lists as inputs."""
-    from rdflow.stages.compress import recon_folders
+    from rdflow.stages.compress import recon_archives
 
-    return recon_folders(config, "image", dataset, codec, quality)
+    return recon_archives(config, "image", dataset, codec, quality)
 
 
 def figure_paths(config: dict) -> list[str]:
