@@ -209,8 +209,9 @@ class _BadScheme(Exception):
     pass
 
 
-def verify(path: str | os.PathLike, sha256: str | None = None, *, what: str = "file") -> None:
-    """Check a file before use (for example one placed by hand)."""
+def verify(path: str | os.PathLike, sha256: str | None = None, *, what: str = "file") -> str | None:
+    """Check a file before use (for example one placed by hand); its SHA-256 when ``sha256``
+    was given (and matched)."""
     path = Path(path)
     if not path.is_file():
         raise RdflowError(f"{what} {path} does not exist")
@@ -221,6 +222,8 @@ def verify(path: str | os.PathLike, sha256: str | None = None, *, what: str = "f
                 f"{what} {path} has SHA-256 {digest}, expected {sha256}: it is corrupt or another "
                 f"file. Delete it and rerun so that it is downloaded again."
             )
+        return digest
+    return None
 
 
 def url_join(base: str, name: str) -> str:

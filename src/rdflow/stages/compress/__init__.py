@@ -16,7 +16,7 @@ from ... import RdflowError
 from ...codecs import codec_class, codec_spec  # noqa: F401  (codec_spec: for callers)
 from .items import (batch_folder, batch_folders, batch_size, batches, folders_of_study,  # noqa: F401
                     frame_batches, frame_jobs, image_batches, image_codecs, image_folders,
-                    image_jobs, image_rows, item_file, item_files, missing_item, recon_archive,
+                    image_jobs, image_rows, item_files, missing_item, recon_archive,
                     recon_archives, sources_file, video_folders, video_rows)
 from .jobs import (Coded, code, frame_batch_job, frame_job, image_batch_job, image_job,  # noqa: F401
                    process_memory, sources_job)

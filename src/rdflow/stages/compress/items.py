@@ -93,17 +93,6 @@ def item_files(config: dict, medium: str, name: str, codec: str, quality, ext: s
     return out
 
 
-def item_file(config: dict, medium: str, name: str, codec: str, quality, item, ext: str) -> str:
-    """One item's file (see :func:`item_files`)."""
-    size = batch_size(config)
-    try:
-        b = items(config, medium, name).index(int(item) if medium == "video" else item)
-    except ValueError:
-        raise RdflowError(f"{name} has no item {item!r}") from None
-    folder = batch_folder(medium, name, codec, quality, b // size)
-    return f"{folder}{paths.RECON_SUFFIX if ext == 'png' else ''}/{item}.{ext}"
-
-
 def missing_item(path: str | Path) -> RdflowError:
     """The error for an item file missing from its batch folder, with the fix."""
     folder = Path(path).parent

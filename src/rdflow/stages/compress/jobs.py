@@ -245,7 +245,7 @@ def sources_job(*, dataset: str, images: list[str], inputs: list[str], sha256: l
 
     listed = []
     for image, path, pinned in zip(images, inputs, sha256):
-        verify(path, pinned, what=f"image {image} of dataset {dataset}")
+        digest = verify(path, pinned, what=f"image {image} of dataset {dataset}") or sha256_file(path)
         listed.append({"image": image, "path": path, "bytes": Path(path).stat().st_size,
-                       "sha256": sha256_file(path)})
+                       "sha256": digest})
     write_json(out, listed)
