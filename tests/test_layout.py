@@ -39,6 +39,19 @@ def _resolve(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _is_lazy_table(node: ast.AST) -> bool:
+    """A call of rdflow.lazy.lazy_exports: its table's keys are imports (made on first use)."""
+    if not (isinstance(node, ast.Call) and len(node.args) == 3 and isinstance(node.args[2], ast.Dict)):
+        return False
+    f = node.func
+    return (f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")) == "lazy_exports"
+
+
+def _relative_import(spec: str) -> ast.ImportFrom:
+    name = spec.lstrip(".")
+    return ast.ImportFrom(module=name or None, names=[], level=len(spec) - len(name))
+
+
 def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
     """rdflow modules ``module`` imports anywhere (function-level imports too)."""
     tree = ast.parse(path.read_text())
@@ -51,6 +64,8 @@ def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             target = _resolve(module, is_pkg, node)
             names = [target] + [f"{target}.{a.name}" for a in node.names]
+        elif _is_lazy_table(node):  # rdflow.lazy.lazy_exports(__name__, globals(), {".jobs": ...})
+            names = [_resolve(module, is_pkg, _relative_import(k.value)) for k in node.args[2].keys]
         for n in names:
             while n and n not in known:
                 n = n.rpartition(".")[0]

@@ -401,7 +401,7 @@ def test_table_and_figures(tmp_path):
     assert list(back.source) == ["image"] + ["video"] * 8  # sorted, images first
     assert len(df) == 9
     outs = {k: [tmp_path / f"{k}.png", tmp_path / f"{k}.pdf"] for k in ("map", "proxy")}
-    mv.figures(tmp_path / "mv.csv", "video", "s", outs["map"], outs["proxy"])
+    mv.plot_unit(tmp_path / "mv.csv", "video", "s", outs["map"], outs["proxy"])
     for p in outs["map"] + outs["proxy"]:
         assert p.stat().st_size > 5000
     side = json.loads((tmp_path / "map.json").read_text())
@@ -421,7 +421,7 @@ def test_table_and_figures(tmp_path):
         w, h = im.size
     assert h > 0.9 * w * (2 * 3.9) / (2 * 5.2)
     with pytest.raises(RdflowError, match="no rows for video other"):
-        mv.figures(tmp_path / "mv.csv", "video", "other", outs["map"], outs["proxy"])
+        mv.plot_unit(tmp_path / "mv.csv", "video", "other", outs["map"], outs["proxy"])
 
 
 # ---- detection worker processes ---------------------------------------------------------------

@@ -4,6 +4,7 @@ placement. A failed download never leaves a file under the final name."""
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -11,7 +12,6 @@ import shutil
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from . import RdflowError
@@ -90,18 +90,21 @@ def checkpoint_sha256(config: dict, codec: str, quality: int) -> str | None:
     return sums[list(c["qualities"]).index(int(quality))]
 
 
-class _SafeRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects to http(s) only (urllib would also follow one to ftp://)."""
+@functools.lru_cache(maxsize=None)
+def _opener():
+    """A urllib opener that follows redirects to http(s) only (urllib would also follow one to
+    ftp://). Built on first use: urllib.request is imported by downloads, not by parsing."""
+    import urllib.request
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise _BadScheme(f"{req.full_url} redirects to {newurl}, whose scheme {scheme!r} "
-                             "rdflow does not follow (http and https only)")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+    class SafeRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise _BadScheme(f"{req.full_url} redirects to {newurl}, whose scheme {scheme!r} "
+                                 "rdflow does not follow (http and https only)")
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
 
-
-_OPENER = urllib.request.build_opener(_SafeRedirects)
+    return urllib.request.build_opener(SafeRedirects)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -124,8 +127,10 @@ def _fetch_once(url: str, tmp: Path, timeout: float, dest: Path | None = None) -
     if "://" not in url:  # a local path given where a URL is expected
         shutil.copyfile(url, tmp)
         return
+    import urllib.request
+
     req = urllib.request.Request(url, headers={"User-Agent": "rdflow"})
-    with _OPENER.open(req, timeout=timeout) as resp, open(tmp, "wb") as out:
+    with _opener().open(req, timeout=timeout) as resp, open(tmp, "wb") as out:
         expected = resp.headers.get("Content-Length")
         got = 0
         while True:

@@ -15,10 +15,27 @@ codec's.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import threading
 from dataclasses import dataclass
+
+def imageio_ffmpeg_exe() -> str:
+    """The ffmpeg binary of imageio-ffmpeg (``IMAGEIO_FFMPEG_EXE`` overrides it), looked up once
+    per value of that variable: imageio-ffmpeg runs ``ffmpeg -version`` on every lookup (~20 ms),
+    and the study's checks ask for it once per codec. Raises what imageio-ffmpeg raises
+    (ImportError, RuntimeError; a failed lookup is not remembered); callers turn it into their
+    own RdflowError."""
+    import imageio_ffmpeg
+
+    return _lookup(imageio_ffmpeg.get_ffmpeg_exe, os.environ.get("IMAGEIO_FFMPEG_EXE"))
+
+
+@functools.lru_cache(maxsize=8)
+def _lookup(get_ffmpeg_exe, _override: str | None) -> str:
+    return get_ffmpeg_exe()
+
 
 _LOCK = threading.Lock()
 _OPEN: list["ChildMeter"] = []

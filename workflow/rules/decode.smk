@@ -39,11 +39,14 @@ rule extract_sequence:
 
 
 rule probe_sequence:
+    """A file's header and size read once (well under a second): on SLURM it runs in the
+    submitting process, not as a job of its own that every coding job of the sequence waits for."""
     input:
         lambda wc: sequence_path(config, wc.sequence),
     output:
         paths.SEQUENCE_PROBE,
     log:
         "logs/probe_sequence/{sequence}.log",
+    localrule: True
     run:
         decode_stage.probe_job(config, wildcards.sequence, input[0], output[0], log[0])

@@ -192,7 +192,7 @@ rule plot_machine_vision:
 
         run_logged(
             log[0],
-            detection_stage.figures,
+            detection_stage.plot_unit,
             input[0],
             wildcards.mvsource,
             wildcards.mvname,

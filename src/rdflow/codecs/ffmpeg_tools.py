@@ -22,13 +22,13 @@ INSTALL_FIX = ("set the environment variable IMAGEIO_FFMPEG_EXE to an ffmpeg tha
 
 def ffmpeg_exe() -> str:
     """The ffmpeg binary of imageio-ffmpeg (``IMAGEIO_FFMPEG_EXE`` overrides it)."""
+    from ..proc import imageio_ffmpeg_exe
+
     try:
-        import imageio_ffmpeg
+        return imageio_ffmpeg_exe()
     except ImportError:
         raise RdflowError("the ffmpeg codecs need imageio-ffmpeg, which is not installed: "
                           "pip install imageio-ffmpeg==0.8.1") from None
-    try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as e:
         raise RdflowError(f"imageio-ffmpeg found no ffmpeg binary ({e}); {INSTALL_FIX}") from None
 

@@ -77,13 +77,13 @@ def _has_libvmaf(exe: str) -> bool:
 
 
 def _imageio_ffmpeg_exe() -> str:
+    from ..proc import imageio_ffmpeg_exe
+
     try:
-        import imageio_ffmpeg
+        return imageio_ffmpeg_exe()
     except ImportError:
         raise RdflowError(f"VMAF needs the ffmpeg of imageio-ffmpeg, which is not installed: "
                           f"{INSTALL_HINT}") from None
-    try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as e:
         raise RdflowError(f"imageio-ffmpeg found no ffmpeg binary ({e}); reinstall it: "
                           f"{INSTALL_HINT}") from None

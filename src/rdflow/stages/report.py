@@ -46,10 +46,10 @@ def ffmpeg_version() -> str:
     """First line of ``ffmpeg -version`` of the ffmpeg bundled with imageio-ffmpeg."""
     import subprocess
 
-    try:
-        import imageio_ffmpeg
+    from ..proc import imageio_ffmpeg_exe
 
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    try:
+        exe = imageio_ffmpeg_exe()
         first = subprocess.run([exe, "-version"], capture_output=True, text=True,
                                timeout=60).stdout.splitlines()
         return first[0].strip() if first else "unknown"

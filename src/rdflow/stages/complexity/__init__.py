@@ -24,13 +24,18 @@ from __future__ import annotations
 from typing import Iterable
 
 from ... import paths
-from .benchmarks import BENCHMARK_KEYS, benchmark_table, gather_benchmarks  # noqa: F401
-from .figures import megapixel_label, plot, plot_complexity  # noqa: F401
-from .job import codec_job, write_complexity_csv, write_table  # noqa: F401
+from ...lazy import lazy_exports
 from .selection import (  # noqa: F401
     DEFAULTS, check, codec_names, devices, enabled, gpus, image_choice, job_params, qualities,
     resolved_devices, settings, weights_inputs,
 )
+
+#: what the jobs run, imported when a job first asks (parsing the rules plans only)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), {
+    ".benchmarks": ("BENCHMARK_KEYS", "benchmark_table", "gather_benchmarks"),
+    ".figures": ("megapixel_label", "plot", "plot_complexity"),
+    ".job": ("codec_job", "write_complexity_csv", "write_table"),
+})
 
 SECTION = "complexity"
 TABLE = paths.COMPLEXITY_CSV

@@ -18,8 +18,13 @@ from .items import (batch_folder, batch_folders, batch_size, batches, folders_of
                     frame_batches, frame_jobs, image_batches, image_codecs, image_folders,
                     image_jobs, image_rows, item_files, missing_item, recon_archive,
                     recon_archives, sources_file, video_folders, video_rows)
-from .jobs import (Coded, code, frame_batch_job, frame_job, image_batch_job, image_job,  # noqa: F401
-                   process_memory, sources_job)
+from ...lazy import lazy_exports
+
+#: what the jobs run, imported when a job first asks (parsing the rules plans only)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), {
+    ".jobs": ("Coded", "code", "frame_batch_job", "frame_job", "image_batch_job", "image_job",
+              "process_memory", "sources_job"),
+})
 
 SECTION = "codecs"
 #: its targets are the batch folders (rdflow.study.all_targets(items=False) leaves them out)

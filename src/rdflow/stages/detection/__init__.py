@@ -33,16 +33,21 @@ index.
 
 from __future__ import annotations
 
+from ...lazy import lazy_exports
 from .checks import check, check_labels, frame_sizes, label_source  # noqa: F401
-from .jobs import POOL, decoded_frames, detect, detect_job, evaluate, original_frames  # noqa: F401
-from .plots import plot_unit as figures  # noqa: F401
 from .settings import (auto_imgsz, backend_class, build_detector,  # noqa: F401
                        class_names_at_parse_time, detector_options, enabled, gpu, labels,
                        resolve_device, settings, weights_path, weights_url)
-from .tables import LEADING, gather, table  # noqa: F401
 from .units import (FIGURES, SOURCES, decoded_paths, detections_path, downloads,  # noqa: F401
                     evaluation_path, evaluation_paths, figure_paths, frame_ids, image_source_paths,
                     item_paths, original_inputs, points, rate_inputs, rate_rows, sequence_coded,
                     targets, unit_names, units, weights_inputs)
+
+#: what the jobs run, imported when a job first asks (parsing the rules plans only)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), {
+    ".jobs": ("POOL", "decoded_frames", "detect", "detect_job", "evaluate", "original_frames"),
+    ".plots": ("plot_unit",),
+    ".tables": ("LEADING", "gather", "table"),
+})
 
 SECTION = "detection"

@@ -23,10 +23,15 @@ from __future__ import annotations
 
 from rdflow import paths
 from rdflow.io import write_csv
+from rdflow.lazy import lazy_exports
 
-from .figures import plot_pair
-from .score import POOLED_ORDER, pool, score
 from .spec import DEFAULTS, Pair, resolve
+
+#: what the jobs run, imported when a job first asks (parsing the rules plans only)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), {
+    ".figures": ("plot_pair",),
+    ".score": ("POOLED_ORDER", "pool", "score"),
+})
 
 SECTION = "pairs"
 
@@ -86,6 +91,8 @@ def score_job(config: dict, name: str, out_csv: str, threads: int = 1) -> None:
     """Rule pair_score: the per-frame CSV of one pair."""
     import logging
 
+    from .score import pool, score
+
     p = pair(config, name)
     df = score(p, threads)
     write_csv(out_csv, df)
@@ -95,6 +102,8 @@ def score_job(config: dict, name: str, out_csv: str, threads: int = 1) -> None:
 
 def pooled_row(p: Pair, frames) -> dict:
     """The pooled row of a pair: its name, kind, files, size, VMAF model and :func:`pool`."""
+    from .score import pool
+
     return {"pair": p.name, "kind": p.kind, "reference": str(p.reference),
             "distorted": str(p.distorted), "width": p.width, "height": p.height,
             "vmaf_model": p.vmaf_model or "", **pool(frames)}
@@ -103,6 +112,8 @@ def pooled_row(p: Pair, frames) -> dict:
 def table_job(config: dict, csvs: list[str], out_csv: str) -> None:
     """Rule pairs_table: one pooled row per pair, from the per-frame CSVs."""
     import pandas as pd
+
+    from .score import POOLED_ORDER
 
     rows = []
     for csv in csvs:
@@ -115,5 +126,7 @@ def table_job(config: dict, csvs: list[str], out_csv: str) -> None:
 
 def plot_job(config: dict, name: str, frames_csv: str, out_png: str) -> None:
     """Rule plot_pair."""
+    from .figures import plot_pair
+
     p = pair(config, name)
     plot_pair(frames_csv, name, out_png, vmaf_model=p.vmaf_model)

@@ -42,13 +42,18 @@ correlation), :mod:`.figures`.
 
 from __future__ import annotations
 
-from .figures import plot_vmaf_bpp, plot_vmaf_vs_psnr
+from ...lazy import lazy_exports
 from .plan import (DEFAULTS, MODELS, SECTION, check, enabled, figure_paths, image_csv,
                    image_jobs, image_recon_inputs, image_recons, settings, table_inputs, targets,
                    video_csv, video_jobs, video_recon_inputs, video_recons)
-from .score import score_images, score_video
-from .tables import (POOLED, PSNR_OF, PSNR_TOLERANCE_DB, build_table, correlation, fit_stats,
-                     write_tables)
+
+#: what the jobs run, imported when a job first asks (parsing the rules plans only)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), {
+    ".figures": ("plot_vmaf_bpp", "plot_vmaf_vs_psnr"),
+    ".score": ("score_images", "score_video"),
+    ".tables": ("POOLED", "PSNR_OF", "PSNR_TOLERANCE_DB", "build_table", "correlation",
+                "fit_stats", "write_tables"),
+})
 
 __all__ = ["DEFAULTS", "MODELS", "POOLED", "PSNR_OF", "PSNR_TOLERANCE_DB", "SECTION",
            "build_table", "check", "correlation", "enabled", "figure_paths", "fit_stats",
