@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 from . import RdflowError
 
@@ -156,35 +156,39 @@ def archive_member(path: str | os.PathLike) -> tuple[Path, str] | None:
     return None
 
 
-def is_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a file, or a member of a ``.zip`` archive (:func:`archive_member`)."""
-    inside = archive_member(path)
-    if inside is None:
-        return Path(path).is_file()
+def read_pngs(paths: Iterable[str | os.PathLike], missing: str | None = None,
+              what: str = "file") -> Iterator:
+    """:func:`read_png` of each path in turn, opening each ``.zip`` archive once for all its
+    members (a batch's reconstructions), not once per frame. With ``missing`` (the fix), a path
+    that is neither a file nor a member raises "<what> <path> is missing: <missing>"."""
     import zipfile
 
-    with zipfile.ZipFile(inside[0]) as zf:
-        return inside[1] in zf.namelist()
+    import cv2
+    import numpy as np
+
+    with contextlib.ExitStack() as stack:
+        archives: dict[Path, zipfile.ZipFile] = {}
+        for path in paths:
+            inside = archive_member(path)
+            if inside is None:
+                if missing and not Path(path).is_file():
+                    raise RdflowError(f"{what} {path} is missing: {missing}")
+                bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            else:
+                if inside[0] not in archives:
+                    archives[inside[0]] = stack.enter_context(zipfile.ZipFile(inside[0]))
+                try:
+                    data = archives[inside[0]].read(inside[1])
+                except KeyError:
+                    why = f"{what} {path} is missing: {missing}" if missing else f"cannot read {path}"
+                    raise RdflowError(f"{why} ({inside[0]} has no {inside[1]})") from None
+                bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise RdflowError(f"cannot read {path}")
+            yield np.ascontiguousarray(bgr[..., ::-1])
 
 
 def read_png(path: str | os.PathLike):
     """An 8-bit RGB PNG (a reconstruction; a file, or a member of a ``.zip`` named
     ``<archive>.zip/<member>``) as an HxWx3 uint8 array."""
-    import cv2
-    import numpy as np
-
-    inside = archive_member(path)
-    if inside is None:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    else:
-        import zipfile
-
-        with zipfile.ZipFile(inside[0]) as zf:
-            try:
-                data = zf.read(inside[1])
-            except KeyError:
-                raise RdflowError(f"cannot read {path}: {inside[0]} has no {inside[1]}") from None
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise RdflowError(f"cannot read {path}")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return next(read_pngs([path]))

@@ -61,7 +61,7 @@ def decoded_frames(config: dict, source: str, name: str, codec: str,
     """(frame id, RGB) of the decoded frames: the coding jobs' reconstruction PNGs, or a
     sequence codec's decoded frames converted to RGB as its rows' psnr_rgb saw them (4:2:0
     planes with the sequence's matrix, range and siting, as :func:`original_frames`)."""
-    from ...io import is_file, read_png
+    from ...io import read_pngs
 
     if sequence_coded(config, source, codec):
         path = Path(decoded_paths(config, source, name, codec, quality)[0])
@@ -73,12 +73,11 @@ def decoded_frames(config: dict, source: str, name: str, codec: str,
             yield str(f), rgb
         return
     files = item_paths(config, source, name, codec, quality, "png")
-    for f in frame_ids(config, source, name):
-        path = Path(files[f])
-        if not is_file(path):
-            raise RdflowError(f"decoded frame {path} is missing: the coding job's reconstruction "
-                              "is a temp() file; rerun with snakemake so it is made again")
-        yield f, read_png(path)
+    ids = frame_ids(config, source, name)
+    rgbs = read_pngs((files[f] for f in ids), what="decoded frame",  # each archive opened once
+                     missing="the coding job's reconstruction is a temp() file; rerun with "
+                             "snakemake so it is made again")
+    yield from zip(ids, rgbs)
 
 
 def _loaded_detector(config: dict, device: str, threads: int, source: str | None = None,

@@ -29,12 +29,11 @@ def _finish(df, first_cols: dict, out_csv, model: str):
 def _png_planes(seq, idx, recons):
     """The RGB reconstruction PNGs of an image codec's frames, converted like the video rows'
     psnr_y/u/v (the sequence's matrix, range and siting)."""
-    from rdflow.io import read_png
+    from rdflow.io import read_pngs
     from rdflow.metrics.yuv import rgb_to_yuv420
 
     conv = dict(matrix=seq.matrix, range=seq.range, chroma_loc=seq.chroma_loc)
-    for i, rec_path in zip(idx, recons):
-        rgb = read_png(rec_path)
+    for i, rec_path, rgb in zip(idx, recons, read_pngs(recons)):  # each archive opened once
         if rgb.shape != (seq.height, seq.width, 3):
             raise RdflowError(
                 f"frame sizes differ: reference {seq.path} frame {i} is "
