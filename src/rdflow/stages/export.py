@@ -1,8 +1,9 @@
 """Stage export: the study's results in CompressAI's results format.
 
-``results/compressai/<dataset>/<codec>.json`` (rule ``export_compressai``, one per image dataset
-and codec that codes it, when ``export.compressai_json`` is on, the default) is what
-CompressAI's ``eval_model`` writes and its published ``results/image/kodak/*.json`` hold::
+``results/compressai/<dataset>/<codec>.json`` (one per image dataset and codec that codes it,
+when ``export.compressai_json`` is on, the default; rule ``export_compressai`` writes a
+dataset's files in one job, since they are all read from its one summary) is what CompressAI's
+``eval_model`` writes and its published ``results/image/kodak/*.json`` hold::
 
     {"name": "<codec>", "description": "rdflow: ...",
      "results": {"bpp": [...], "psnr-rgb": [...], "ms-ssim-rgb": [...],
@@ -54,11 +55,22 @@ def codecs_of(config: dict, dataset: str) -> list[str]:
     return [c for c in sorted(config.get("codecs") or {}) if codec_applies(config, c, dataset)]
 
 
-def targets(config: dict) -> list[str]:
+def dataset_files(config: dict, dataset: str) -> dict[str, str]:
+    """Codec -> its results JSON, for the codecs that code ``dataset``."""
+    return {c: paths.COMPRESSAI_JSON.format(dataset=dataset, codec=c)
+            for c in codecs_of(config, dataset)}
+
+
+def jobs(config: dict) -> list[tuple[str, dict[str, str]]]:
+    """(dataset, codec -> results JSON) of each export job ([] when the export is off)."""
     if not enabled(config):
         return []
-    return [paths.COMPRESSAI_JSON.format(dataset=d, codec=c)
-            for d in sorted(config.get("datasets") or {}) for c in codecs_of(config, d)]
+    return [(d, files) for d in sorted(config.get("datasets") or {})
+            if (files := dataset_files(config, d))]
+
+
+def targets(config: dict) -> list[str]:
+    return [f for _, files in jobs(config) for f in files.values()]
 
 
 # -- the document ---------------------------------------------------------------------------------
@@ -104,10 +116,17 @@ def document(summary, dataset: str, codec: str) -> dict:
 
 
 def write_compressai_json(summary_csv, dataset: str, codec: str, out) -> dict:
-    """Rule export_compressai: one (dataset, codec) as CompressAI's results JSON (atomic)."""
+    """One (dataset, codec) as CompressAI's results JSON (atomic)."""
+    return write_dataset_json(summary_csv, dataset, {codec: out})[codec]
+
+
+def write_dataset_json(summary_csv, dataset: str, outputs: dict[str, str]) -> dict[str, dict]:
+    """Rule export_compressai: each codec of ``outputs`` (codec -> path) as CompressAI's results
+    JSON, all read from the dataset's one summary; every file written atomically."""
     import pandas as pd
 
     summary = pd.read_csv(summary_csv, float_precision="round_trip")  # the exact means
-    doc = document(summary, dataset, codec)
-    write_json(out, doc)
-    return doc
+    docs = {codec: document(summary, dataset, codec) for codec in outputs}
+    for codec, out in outputs.items():
+        write_json(out, docs[codec])
+    return docs
