@@ -83,6 +83,27 @@ def test_preprocess_image_writes_png_from_grayscale(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_preprocess_images_does_a_batch_and_checks_each_digest(tmp_path):
+    from rdflow.download import sha256_file
+
+    srcs = []
+    for k, (w, h) in enumerate([(40, 30), (24, 36)]):
+        srcs.append(tmp_path / f"s{k}.png")
+        Image.fromarray(_image(h=h, w=w)).save(srcs[-1])
+    dsts = [tmp_path / "v" / "s0.png", tmp_path / "v" / "s1.png"]
+    digests = [sha256_file(s) for s in srcs]
+    assert A.preprocess_images(srcs, dsts, {"downscale": 2}, sha256=digests) == [(20, 15), (12, 18)]
+    for d, size in zip(dsts, [(20, 15), (12, 18)]):
+        with Image.open(d) as im:
+            assert im.size == size
+    with pytest.raises(RdflowError, match="s1.png"):
+        A.preprocess_images(srcs, [tmp_path / "w0.png", tmp_path / "w1.png"], {"downscale": 2},
+                            sha256=[digests[0], "0" * 64])
+    assert not (tmp_path / "w1.png").exists()
+    with pytest.raises(RdflowError, match="do not pair up"):
+        A.preprocess_images(srcs, dsts[:1], {"downscale": 2})
+
+
 # --- variant datasets in the config ----------------------------------------------------------
 
 @pytest.fixture

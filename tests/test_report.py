@@ -54,7 +54,8 @@ def study(tmp_path_factory):
     cfg = _config(tmp)
     write_config(work, cfg)
     plan = planned_jobs(work)
-    assert plan["preprocess_image"] == 2 and plan["bd_rate"] == 1 and plan["environment"] == 1
+    # one preprocessing job for the batch of both images
+    assert plan["preprocess_image"] == 1 and plan["bd_rate"] == 1 and plan["environment"] == 1
     run_snakemake(work)
     return work, cfg
 

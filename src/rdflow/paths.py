@@ -41,7 +41,7 @@ def shipped_model(name: str, quality: int | str) -> Path:
 KODAK_IMAGE = "resources/datasets/{dataset}/{image}.png"
 ZOO_WEIGHTS = "resources/weights/zoo/{architecture}/{metric}/q{quality}.pth.tar"
 CHECKPOINT = "resources/weights/checkpoints/{codec}/q{quality}.pth.tar"
-#: an ablation variant's preprocessed image (rule preprocess_image)
+#: an ablation variant's preprocessed image (rules preprocess_image__<variant>_b<k>, per batch)
 VARIANT_IMAGE = "resources/variants/{dataset}/{image}.png"
 # (end download)
 

@@ -4,40 +4,48 @@
 # variant beside its baseline.
 from rdflow import metrics as _metrics, paths
 from rdflow.stages import ablation as ablation_stage
+from rdflow.stages import compress as compress_stage
 from rdflow.stages import download as download_stage
 
 VARIANTS = [d for d in DATASETS if config["datasets"][d]["kind"] == "variant"]
 BASES = [d for d in DATASETS if ablation_stage.variants_of(config, d)]
 
 
-rule preprocess_image:
-    input:
-        image=lambda wc: download_stage.image_input(
-            config, ablation_stage.base_of(config, wc.dataset), wc.image
-        ),
-    output:
-        paths.VARIANT_IMAGE,
-    log:
-        "logs/preprocess_image/{dataset}/{image}.log",
-    wildcard_constraints:
-        dataset=_alternatives(VARIANTS),
-    params:
-        step=lambda wc: config["datasets"][wc.dataset]["preprocess"],
-        sha256=lambda wc: download_stage.image_sha256(
-            config, ablation_stage.base_of(config, wc.dataset), wc.image
-        ),
-    run:
-        from rdflow.runtime import run_logged
+def _variant_batches():
+    """(variant, batch, images): one preprocessing job per batch of the coding jobs."""
+    for v in VARIANTS:
+        for b, images in enumerate(compress_stage.image_batches(config, v)):
+            yield v, b, images
 
-        run_logged(
-            log[0],
-            ablation_stage.preprocess_image,
-            input.image,
-            output[0],
-            params.step,
-            where=f"datasets.{wildcards.dataset}.preprocess",
-            sha256=params.sha256,
-        )
+
+for _v, _b, _images in _variant_batches():
+    _base = ablation_stage.base_of(config, _v)
+
+    rule:
+        name:
+            f"preprocess_image__{rule_tag(_v)}_b{_b}"
+        input:
+            [download_stage.image_input(config, _base, i) for i in _images],
+        output:
+            [download_stage.image_input(config, _v, i) for i in _images],
+        log:
+            f"logs/preprocess_image/{_v}/batch{_b}.log",
+        params:
+            step=config["datasets"][_v]["preprocess"],
+            where=f"datasets.{_v}.preprocess",
+            sha256=[download_stage.image_sha256(config, _base, i) for i in _images],
+        run:
+            from rdflow.runtime import run_logged
+
+            run_logged(
+                log[0],
+                ablation_stage.preprocess_images,
+                list(input),
+                list(output),
+                params.step,
+                where=params.where,
+                sha256=params.sha256,
+            )
 
 
 rule ablation_table:

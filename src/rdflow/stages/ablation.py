@@ -3,7 +3,8 @@
 A *variant* dataset (``datasets.<name>.kind: variant``) takes every image of another image
 dataset (``of``: a ``kodak`` or ``local`` dataset) through one preprocessing step
 (``preprocess``) and is then coded, measured, tabulated and plotted exactly like any dataset:
-its images are ``resources/variants/<name>/<image>.png`` (rule ``preprocess_image``), its rows
+its images are ``resources/variants/<name>/<image>.png`` (rules ``preprocess_image__<name>_b<k>``,
+one per batch of the coding jobs), its rows
 ``results/image/<name>/...``, its tables ``results/image_rd_<name>.csv``.
 
 The ``ablation:`` config section is a shorthand: each of ``ablation.variants`` applied to each
@@ -121,6 +122,17 @@ def preprocess_image(src: str | os.PathLike, dst: str | os.PathLike, step: dict,
     log.info("%s: %s %dx%d -> %dx%d (%s)", dst, describe_step(step), img.rgb.shape[1],
              img.rgb.shape[0], out.shape[1], out.shape[0], img.source_mode)
     return out.shape[1], out.shape[0]
+
+
+def preprocess_images(srcs: list, dsts: list, step: dict, *, where: str = "preprocess",
+                      sha256: list | None = None) -> list[tuple[int, int]]:
+    """:func:`preprocess_image` for each (``srcs[i]``, ``dsts[i]``, ``sha256[i]``): one batch."""
+    if len(srcs) != len(dsts) or sha256 is not None and len(sha256) != len(srcs):
+        raise RdflowError(f"{where}: {len(srcs)} images, {len(dsts)} outputs and "
+                          f"{len(sha256 or [])} digests do not pair up")
+    digests = sha256 if sha256 is not None else [None] * len(srcs)
+    return [preprocess_image(s, d, step, where=where, sha256=h)
+            for s, d, h in zip(srcs, dsts, digests)]
 
 
 def variant_name(dataset: str, variant: str) -> str:
