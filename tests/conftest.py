@@ -14,6 +14,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RDFLOW_SHARED", REPO.parent / "shared"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _tool_cache(tmp_path_factory):
+    """rdflow.toolcache writes to a folder of this test session (inherited by the Snakemake
+    processes the tests start), not to the user's ~/.cache/rdflow."""
+    old = os.environ.get("RDFLOW_CACHE_DIR")
+    os.environ["RDFLOW_CACHE_DIR"] = str(tmp_path_factory.mktemp("rdflow-cache"))
+    yield
+    if old is None:
+        os.environ.pop("RDFLOW_CACHE_DIR", None)
+    else:
+        os.environ["RDFLOW_CACHE_DIR"] = old
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, or skip the test with a reason when it is not there."""
     p = SHARED.joinpath(*parts)

@@ -49,23 +49,37 @@ def _run(exe: str, args: list[str], data: bytes | None = None, *, what: str) -> 
     return p.stdout
 
 
-@functools.lru_cache(maxsize=None)
-def ffmpeg_version(exe: str) -> str:
+def _version(exe: str) -> str:
     out = _run(exe, ["-version"], what="ffmpeg -version").decode("utf-8", "replace")
     m = re.search(r"ffmpeg version (\S+)", out)
     return m.group(1) if m else "unknown"
 
 
 @functools.lru_cache(maxsize=None)
-def available_encoders(exe: str) -> frozenset[str]:
-    """Names in ``ffmpeg -encoders`` (cached per binary)."""
+def ffmpeg_version(exe: str) -> str:
+    """``ffmpeg -version``'s version (remembered per binary: rdflow.toolcache)."""
+    from ..toolcache import remembered
+
+    return remembered(exe, "ffmpeg version", lambda: _version(exe),
+                      keep=lambda v: v != "unknown")
+
+
+def _encoders(exe: str) -> list[str]:
     out = _run(exe, ["-encoders"], what=f"{exe} -encoders").decode("utf-8", "replace")
     names = set()
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) >= 2 and re.fullmatch(r"[VASFXBD.]{6}", parts[0]):
+        if len(parts) >= 2 and re.fullmatch(r"[VASFXBD.]{6}", parts[0]) and parts[1] != "=":
             names.add(parts[1])
-    return frozenset(names)
+    return sorted(names)
+
+
+@functools.lru_cache(maxsize=None)
+def available_encoders(exe: str) -> frozenset[str]:
+    """Names in ``ffmpeg -encoders`` (remembered per binary: rdflow.toolcache)."""
+    from ..toolcache import remembered
+
+    return frozenset(remembered(exe, "ffmpeg -encoders", lambda: _encoders(exe), keep=bool))
 
 
 def require_encoder(encoder: str, *, where: str, exe: str | None = None) -> str:
