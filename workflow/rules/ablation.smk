@@ -48,6 +48,14 @@ for _v, _b, _images in _variant_batches():
             )
 
 
+# Tables, figures and evaluations of small files: under --profile profiles/slurm they run in the
+# submitting Snakemake, not as SLURM jobs of their own (each sbatch costs the plugin's 5-s wait,
+# a queue slot and a Snakemake start for a second of work).
+localrules:
+    ablation_table,
+    plot_ablation,
+
+
 rule ablation_table:
     input:
         lambda wc: [

@@ -7,6 +7,16 @@ from rdflow.stages import compress as compress_stage
 from rdflow.stages import video_codecs as video_codecs_stage
 
 
+# Tables, figures and evaluations of small files: under --profile profiles/slurm they run in the
+# submitting Snakemake, not as SLURM jobs of their own (each sbatch costs the plugin's 5-s wait,
+# a queue slot and a Snakemake start for a second of work).
+localrules:
+    aggregate_image,
+    plot_image_rd,
+    aggregate_video,
+    plot_video_rd,
+
+
 rule aggregate_image:
     input:
         # the batch folders (their rows are read by the job): Snakemake tracks folders

@@ -5,6 +5,13 @@ from rdflow import paths
 from rdflow.stages import bd_rate as bd_rate_stage
 
 
+# Tables, figures and evaluations of small files: under --profile profiles/slurm they run in the
+# submitting Snakemake, not as SLURM jobs of their own (each sbatch costs the plugin's 5-s wait,
+# a queue slot and a Snakemake start for a second of work).
+localrules:
+    bd_rate,
+
+
 rule bd_rate:
     input:
         unpack(lambda wc: bd_rate_stage.inputs(config, study.all_targets(config, items=False))),

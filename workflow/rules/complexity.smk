@@ -54,6 +54,15 @@ rule complexity_codec:
         "../../scripts/complexity.py"
 
 
+# Tables, figures and evaluations of small files: under --profile profiles/slurm they run in the
+# submitting Snakemake, not as SLURM jobs of their own (each sbatch costs the plugin's 5-s wait,
+# a queue slot and a Snakemake start for a second of work).
+localrules:
+    complexity_table,
+    plot_complexity,
+    gather_benchmarks,
+
+
 rule complexity_table:
     input:
         [cplx.codec_csv(c) for c in CPLX_CODECS],

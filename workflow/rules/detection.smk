@@ -114,6 +114,15 @@ rule detect_decoded:
         )
 
 
+# Tables, figures and evaluations of small files: under --profile profiles/slurm they run in the
+# submitting Snakemake, not as SLURM jobs of their own (each sbatch costs the plugin's 5-s wait,
+# a queue slot and a Snakemake start for a second of work).
+localrules:
+    evaluate_detection,
+    aggregate_machine_vision,
+    plot_machine_vision,
+
+
 rule evaluate_detection:
     input:
         original=paths.DETECTIONS_ORIGINAL,

@@ -1,7 +1,8 @@
 # Stage: export (rdflow.stages.export). The RD summary of an image dataset as CompressAI's
 # results JSON, one file per codec: `python -m compressai.utils.plot` draws it beside the
 # published curves. One job per dataset (rule export_compressai__<dataset>, literal outputs)
-# writes its codecs' files: they are all read from the one summary, so they rerun together.
+# writes its codecs' files: they are all read from the one summary, so they rerun together. A
+# localrule: on SLURM it runs in the submitting Snakemake.
 from rdflow import paths
 from rdflow.stages import export as export_stage
 
@@ -16,6 +17,7 @@ for _d, _files in export_stage.jobs(config):
             list(_files.values()),
         log:
             f"logs/export_compressai/{_d}.log",
+        localrule: True
         params:
             dataset=_d,
             files=_files,

@@ -37,6 +37,14 @@ rule pair_score:
         )
 
 
+# Tables, figures and evaluations of small files: under --profile profiles/slurm they run in the
+# submitting Snakemake, not as SLURM jobs of their own (each sbatch costs the plugin's 5-s wait,
+# a queue slot and a Snakemake start for a second of work).
+localrules:
+    pairs_table,
+    plot_pair,
+
+
 rule pairs_table:
     input:
         csvs=pairs_stage.pair_csvs(config),

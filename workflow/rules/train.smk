@@ -76,6 +76,13 @@ rule train_quickstart:
         [training.model_path("quickstart", q) for q in TRAIN["quickstart"]["qualities"]],
 
 
+# Tables, figures and evaluations of small files: under --profile profiles/slurm they run in the
+# submitting Snakemake, not as SLURM jobs of their own (each sbatch costs the plugin's 5-s wait,
+# a queue slot and a Snakemake start for a second of work).
+localrules:
+    training_table,
+
+
 rule training_table:
     """The loss curves of a trained model the study codes with (made here, or shipped)."""
     input:

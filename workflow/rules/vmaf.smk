@@ -87,6 +87,16 @@ rule vmaf_image:
         )
 
 
+# Tables, figures and evaluations of small files: under --profile profiles/slurm they run in the
+# submitting Snakemake, not as SLURM jobs of their own (each sbatch costs the plugin's 5-s wait,
+# a queue slot and a Snakemake start for a second of work).
+localrules:
+    vmaf_table,
+    plot_vmaf_bpp,
+    plot_vmaf_vs_psnr_video,
+    plot_vmaf_vs_psnr_image,
+
+
 rule vmaf_table:
     input:
         **vmaf_stage.table_inputs(config),
