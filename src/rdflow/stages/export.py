@@ -115,11 +115,6 @@ def document(summary, dataset: str, codec: str) -> dict:
     return {"name": codec, "description": _describe(rows, dataset), "results": results}
 
 
-def write_compressai_json(summary_csv, dataset: str, codec: str, out) -> dict:
-    """One (dataset, codec) as CompressAI's results JSON (atomic)."""
-    return write_dataset_json(summary_csv, dataset, {codec: out})[codec]
-
-
 def write_dataset_json(summary_csv, dataset: str, outputs: dict[str, str]) -> dict[str, dict]:
     """Rule export_compressai: each codec of ``outputs`` (codec -> path) as CompressAI's results
     JSON, all read from the dataset's one summary; every file written atomically."""
