@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Iterator
 
 _threads_lock = threading.Lock()
-_import_lock = threading.Lock()
+_stack_lock = threading.Lock()  # import_stack
+#: held while torch is being imported (taken after torch's module lock), and while scipy runs
+#: (:func:`torch_settled`, whose blocks must not import torch)
+_import_lock = threading.RLock()
 _imported = False
 
 #: the heavy packages jobs share, in an order that imports each one's dependencies first
@@ -38,11 +41,75 @@ def import_stack() -> None:
         return
     import importlib
 
-    with _import_lock:
+    with _stack_lock:
         if not _imported:
             for name in STACK:
                 importlib.import_module(name)
             _imported = True
+
+
+class _LockedLoader:
+    """torch's own loader, with :data:`_import_lock` held from ``create_module`` (before torch
+    enters ``sys.modules``) to the end of ``exec_module``."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        _import_lock.acquire()
+        try:
+            return self._loader.create_module(spec)
+        except BaseException:
+            _import_lock.release()
+            raise
+
+    def exec_module(self, module) -> None:
+        try:
+            self._loader.exec_module(module)
+        finally:
+            _import_lock.release()
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class _TorchFinder:
+    """A ``sys.meta_path`` finder that hands torch's spec to :class:`_LockedLoader`."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "torch":
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(fullname, path)
+        if spec is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _LockedLoader(spec.loader)
+        return spec
+
+
+def serialise_torch_import() -> None:
+    """Make the first ``import torch`` of this process exclusive with :func:`torch_settled`.
+
+    scipy looks torch up in ``sys.modules`` (to tell torch tensors from arrays) at import and in
+    functions such as ``pearsonr``; a torch that another job thread is still importing has no
+    ``Tensor`` yet, and scipy fails with "partially initialized module 'torch'". Called when the
+    workflow is read; does nothing once torch is imported or the finder is installed.
+    """
+    import sys
+
+    if "torch" in sys.modules or any(isinstance(f, _TorchFinder) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _TorchFinder())
+
+
+@contextlib.contextmanager
+def torch_settled() -> Iterator[None]:
+    """While the block runs, torch is either fully imported or not being imported: wrap every use
+    of scipy in a job (:func:`serialise_torch_import`). The block must not import torch: a torch
+    import holds torch's module lock, then this lock."""
+    serialise_torch_import()
+    with _import_lock:
+        yield
 
 
 class _ThreadFilter(logging.Filter):

@@ -92,8 +92,9 @@ onstart:
     # --profile profiles/slurm: fail before any submission where SLURM cannot work (the plugin
     # would wait forever instead): rdflow.cluster.check_executor; a no-op for other executors.
     import rdflow.cluster
-    from rdflow.runtime import remove_stale_parts
+    from rdflow.runtime import remove_stale_parts, serialise_torch_import
 
     rdflow.cluster.check_executor(workflow)
     if not workflow.dryrun:
         remove_stale_parts()  # a killed run's unfinished atomic writes (hidden .part files)
+        serialise_torch_import()  # job threads: scipy never sees a half-imported torch

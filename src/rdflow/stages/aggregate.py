@@ -186,11 +186,14 @@ def ci95(std: float, n: int) -> float:
     """Half-width of the 95 % confidence interval of the mean of ``n`` values of sample standard
     deviation ``std`` (Student t, n - 1 degrees of freedom): ``t.ppf(0.975, n - 1) std / √n``;
     NaN for fewer than two values or a non-finite ``std``."""
-    from scipy.stats import t
-
     if n < 2 or not math.isfinite(std):
         return math.nan
-    return float(t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    from ..runtime import torch_settled
+
+    with torch_settled():
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
 def spreads(df, group):

@@ -104,8 +104,11 @@ def fit_stats(x, y) -> dict:
     """n, Pearson r, Spearman rho, and the least-squares line y = slope*x + intercept with its
     R^2, over the pairs where both are finite. NaN where undefined (n < 3 or a constant)."""
     import numpy as np
-    from scipy import stats
 
+    from rdflow.runtime import torch_settled
+
+    with torch_settled():
+        from scipy import stats
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
@@ -113,11 +116,12 @@ def fit_stats(x, y) -> dict:
            "spearman_rho": math.nan, "r2": math.nan, "slope": math.nan, "intercept": math.nan}
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return out
-    fit = stats.linregress(x, y)
+    with torch_settled():
+        fit = stats.linregress(x, y)
+        pearson, spearman = stats.pearsonr(x, y).statistic, stats.spearmanr(x, y).statistic
     resid = y - (fit.slope * x + fit.intercept)
     r2 = 1.0 - float(np.sum(resid ** 2)) / float(np.sum((y - y.mean()) ** 2))
-    out.update(pearson_r=float(stats.pearsonr(x, y).statistic),
-               spearman_rho=float(stats.spearmanr(x, y).statistic), r2=r2,
+    out.update(pearson_r=float(pearson), spearman_rho=float(spearman), r2=r2,
                slope=float(fit.slope), intercept=float(fit.intercept))
     return out
 
