@@ -65,10 +65,10 @@ print(len(items))
 
 
 def snakemake(work: Path, cores: int, *extra: str, configfile: Path | None = None,
-              env: dict | None = None) -> float:
+              env: dict | None = None, bin_dir: Path = BIN) -> float:
     """Wall time of one snakemake invocation, from process start."""
     t0 = time.perf_counter()
-    subprocess.run([str(BIN / "snakemake"), *extra, "-s", str(REPO / "Snakefile"), "-d", str(work),
+    subprocess.run([str(bin_dir / "snakemake"), *extra, "-s", str(REPO / "Snakefile"), "-d", str(work),
                     "--configfile", str(configfile or work / "config.yaml"),
                     "--profile", str(REPO / "profiles/default"), "--cores", str(cores), "--quiet", "all"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
@@ -143,12 +143,14 @@ def part_3000(tmp: Path, cores: int, repeats: int) -> None:
           f"target <= 5 s); dry run of all 3,000 items: median {statistics.median(dry):.2f} s")
 
 
-def part_seed(tmp: Path, cores: int, repeats: int) -> None:
+def part_seed(tmp: Path, cores: int, repeats: int, other: Path | None = None) -> None:
     """The seed study's dry run, as this environment runs it; and, where the environment sets
     PYTHONDONTWRITEBYTECODE (this machine does: an editable install's modules, rdflow's, are
     then compiled at every start), also with Python's bytecode cache as a user's machine has it
     (kept under a PYTHONPYCACHEPREFIX in the bench's folder, not in the checkout). The two
-    alternate, so that the machine's noise falls on both."""
+    alternate, so that the machine's noise falls on both. ``other``: the bin folder of a second
+    install (e.g. a venv of ``pip install -e .`` without the ``slurm`` extra), timed in turn too.
+    """
     work = tmp / "seed"
     work.mkdir()
     seed = REPO / "studies/seed.yaml"
@@ -157,13 +159,15 @@ def part_seed(tmp: Path, cores: int, repeats: int) -> None:
         cached_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         cached_env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         snakemake(work, cores, "-n", configfile=seed, env=cached_env)  # writes the cache, untimed
-    times, cached, cpu = [], [], []
+    times, cached, cpu, others = [], [], [], []
     for _ in range(repeats):
         c0 = child_cpu()
         times.append(snakemake(work, cores, "-n", configfile=seed))
         cpu.append(child_cpu() - c0)
         if cached_env:
             cached.append(snakemake(work, cores, "-n", configfile=seed, env=cached_env))
+        if other:
+            others.append(snakemake(work, cores, "-n", configfile=seed, bin_dir=other))
     out = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(work),
                           "--configfile", str(seed), "-n", "--quiet", "rules"],
                          capture_output=True, text=True, check=True).stdout
@@ -175,6 +179,9 @@ def part_seed(tmp: Path, cores: int, repeats: int) -> None:
     if cached:
         print(f"    with a bytecode cache (PYTHONDONTWRITEBYTECODE unset, as on a user's machine): "
               f"median {statistics.median(cached):.2f} s ({min(cached):.2f}-{max(cached):.2f})")
+    if others:
+        print(f"    with the Snakemake of {other}: median {statistics.median(others):.2f} s "
+              f"({min(others):.2f}-{max(others):.2f})")
 
 
 def part_rss(tmp: Path, cores: int) -> None:
@@ -213,15 +220,20 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma-separated parts to skip (1-4)")
+    ap.add_argument("--other-bin", type=Path, default=None,
+                    help="part 3 also times the snakemake in this bin folder (a second install, "
+                         "e.g. one without the slurm extra), alternating with this one")
     args = ap.parse_args()
     skip = set(args.skip.split(",")) - {""}
     if not CLIP.is_file():
         sys.exit(f"no clip at {CLIP}: put ../shared beside the checkout (RDFLOW_SHARED)")
     tmp = Path(tempfile.mkdtemp(prefix="rdflow-bench-scale-"))
     try:
-        for part, fn in (("1", part_120), ("2", part_3000), ("3", part_seed)):
+        for part, fn in (("1", part_120), ("2", part_3000)):
             if part not in skip:
                 fn(tmp, args.cores, args.repeats)
+        if "3" not in skip:
+            part_seed(tmp, args.cores, args.repeats, other=args.other_bin)
         if "4" not in skip:
             part_rss(tmp, args.cores)
     finally:
