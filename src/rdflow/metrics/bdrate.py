@@ -173,10 +173,12 @@ def _bd(kind: str, anchor_rate, anchor_quality, test_rate, test_quality, method:
             f"(bd_rate.min_overlap is {100 * min_overlap:.0f}%)",
             lo=unit(lo), hi=unit(hi), frac=frac)
 
-    import bjontegaard
+    from ..runtime import torch_settled
 
-    fn = bjontegaard.bd_rate if kind == "rate" else bjontegaard.bd_psnr
-    with warnings.catch_warnings():
+    with torch_settled(), warnings.catch_warnings():  # bjontegaard runs on scipy
+        import bjontegaard
+
+        fn = bjontegaard.bd_rate if kind == "rate" else bjontegaard.bd_psnr
         # overlap is checked and reported above; the package would only repeat it as a warning
         warnings.simplefilter("ignore")
         value = float(fn(ra, qa, rt, qt, method=method, require_matching_points=False,
