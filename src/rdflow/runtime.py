@@ -20,7 +20,7 @@ _threads_lock = threading.Lock()
 _stack_lock = threading.Lock()  # import_stack
 #: held while torch is being imported (taken after torch's module lock), and while scipy runs
 #: (:func:`torch_settled`, whose blocks must not import torch)
-_import_lock = threading.RLock()
+_torch_lock = threading.RLock()
 _imported = False
 
 #: the heavy packages jobs share, in an order that imports each one's dependencies first
@@ -49,25 +49,25 @@ def import_stack() -> None:
 
 
 class _LockedLoader:
-    """torch's own loader, with :data:`_import_lock` held from ``create_module`` (before torch
+    """torch's own loader, with :data:`_torch_lock` held from ``create_module`` (before torch
     enters ``sys.modules``) to the end of ``exec_module``."""
 
     def __init__(self, loader):
         self._loader = loader
 
     def create_module(self, spec):
-        _import_lock.acquire()
+        _torch_lock.acquire()
         try:
             return self._loader.create_module(spec)
         except BaseException:
-            _import_lock.release()
+            _torch_lock.release()
             raise
 
     def exec_module(self, module) -> None:
         try:
             self._loader.exec_module(module)
         finally:
-            _import_lock.release()
+            _torch_lock.release()
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -92,8 +92,9 @@ def serialise_torch_import() -> None:
 
     scipy looks torch up in ``sys.modules`` (to tell torch tensors from arrays) at import and in
     functions such as ``pearsonr``; a torch that another job thread is still importing has no
-    ``Tensor`` yet, and scipy fails with "partially initialized module 'torch'". Called when the
-    workflow is read; does nothing once torch is imported or the finder is installed.
+    ``Tensor`` yet, and scipy fails with "partially initialized module 'torch'". Called at the
+    start of a run (``onstart``) and by :func:`torch_settled`; does nothing once torch is
+    imported or the finder is installed.
     """
     import sys
 
@@ -108,7 +109,7 @@ def torch_settled() -> Iterator[None]:
     of scipy in a job (:func:`serialise_torch_import`). The block must not import torch: a torch
     import holds torch's module lock, then this lock."""
     serialise_torch_import()
-    with _import_lock:
+    with _torch_lock:
         yield
 
 

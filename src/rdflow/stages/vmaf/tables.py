@@ -107,8 +107,6 @@ def fit_stats(x, y) -> dict:
 
     from rdflow.runtime import torch_settled
 
-    with torch_settled():
-        from scipy import stats
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
@@ -117,6 +115,8 @@ def fit_stats(x, y) -> dict:
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return out
     with torch_settled():
+        from scipy import stats
+
         fit = stats.linregress(x, y)
         pearson, spearman = stats.pearsonr(x, y).statistic, stats.spearmanr(x, y).statistic
     resid = y - (fit.slope * x + fit.intercept)
